@@ -1,0 +1,9 @@
+# The two commands from README.md. Both set up what they need (idempotent) and then run.
+.PHONY: demo test test-fast bench
+demo:
+	tests/env/bootstrap.sh demo $(ARGS)
+test:
+	tests/env/bootstrap.sh test $(ARGS)
+# Developers: the fast tests only (no ComfyUI server, no browser).
+test-fast:
+	tests/env/bootstrap.sh test -m "not slow" $(ARGS)
