@@ -1,0 +1,156 @@
+"""Where a node runs: inside ComfyUI, or in the pack's own headless executor.
+
+Nodes ask this module for the input/output folders and for a progress bar, so the same node code
+runs unchanged in both places. Inside ComfyUI the answers come from `folder_paths` and
+`comfy.utils.ProgressBar`; the headless executor installs a `HeadlessContext` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+
+from ..pipeline.audio import AudioClip
+
+try:  # Present only inside a ComfyUI process.
+    import folder_paths as _folder_paths
+except ImportError:
+    _folder_paths = None
+
+
+@dataclass
+class HeadlessContext:
+    """What the headless executor provides in place of ComfyUI.
+
+    Attributes:
+        input_dir: folder that loader nodes read from.
+        output_dir: folder that output nodes write into.
+        progress_factory: called with (total) to make a progress reporter with `update_absolute`.
+    """
+
+    input_dir: str
+    output_dir: str
+    progress_factory: Optional[Callable[[int], "ProgressReporter"]] = None
+
+
+class ProgressReporter:
+    """The subset of `comfy.utils.ProgressBar` our nodes use."""
+
+    def __init__(self, total: int, on_update: Optional[Callable[[int, int], None]] = None):
+        self.total = max(int(total), 1)
+        self.current = 0
+        self._on_update = on_update
+
+    def update_absolute(self, value: int, total: Optional[int] = None, preview=None) -> None:
+        if total is not None:
+            self.total = max(int(total), 1)
+        self.current = min(int(value), self.total)
+        if self._on_update is not None:
+            self._on_update(self.current, self.total)
+
+
+_headless: Optional[HeadlessContext] = None
+
+
+@contextlib.contextmanager
+def headless(context: HeadlessContext) -> Iterator[HeadlessContext]:
+    """Makes nodes use `context` instead of ComfyUI for the duration of the block."""
+    global _headless
+    previous, _headless = _headless, context
+    try:
+        yield context
+    finally:
+        _headless = previous
+
+
+def in_comfyui() -> bool:
+    return _headless is None and _folder_paths is not None
+
+
+def input_directory_if_known() -> Optional[str]:
+    """The input folder, or None outside ComfyUI and the executor (e.g. generating workflow files)."""
+    if _headless is not None:
+        return _headless.input_dir
+    if _folder_paths is not None:
+        return _folder_paths.get_input_directory()
+    return None
+
+
+def input_directory() -> str:
+    if _headless is not None:
+        return _headless.input_dir
+    if _folder_paths is not None:
+        return _folder_paths.get_input_directory()
+    raise RuntimeError("Not running inside ComfyUI or the talkinghead executor: no input folder is known.")
+
+
+def output_directory() -> str:
+    if _headless is not None:
+        return _headless.output_dir
+    if _folder_paths is not None:
+        return _folder_paths.get_output_directory()
+    raise RuntimeError("Not running inside ComfyUI or the talkinghead executor: no output folder is known.")
+
+
+def progress_callback(total: int) -> Callable[[int, int], None]:
+    """Returns progress(done, total) that drives ComfyUI's bar, or the headless one."""
+    if _headless is not None:
+        reporter = _headless.progress_factory(total) if _headless.progress_factory else ProgressReporter(total)
+    else:
+        try:
+            from comfy.utils import ProgressBar
+
+            reporter = ProgressBar(total)
+        except ImportError:
+            reporter = ProgressReporter(total)
+
+    def report(done: int, new_total: int) -> None:
+        reporter.update_absolute(done, new_total)
+
+    return report
+
+
+# ---- ComfyUI types <-> pipeline types -------------------------------------------------------
+
+
+def image_batch_to_numpy(images: torch.Tensor) -> np.ndarray:
+    """ComfyUI IMAGE (float32 [B, H, W, C], 0..1) -> float32 numpy [B, H, W, C]."""
+    return images.detach().to("cpu", torch.float32).numpy()
+
+
+def numpy_to_image_batch(frames: np.ndarray) -> torch.Tensor:
+    """uint8 or float numpy [H, W, 3] / [B, H, W, 3] -> ComfyUI IMAGE float32 [B, H, W, 3] in 0..1."""
+    array = np.asarray(frames)
+    if array.ndim == 3:
+        array = array[None]
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def audio_to_clip(audio: dict, input_name: str = "audio") -> AudioClip:
+    """ComfyUI AUDIO ({"waveform": [B, C, T], "sample_rate"}) -> AudioClip of the first batch item."""
+    from ..pipeline.errors import InputError
+
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise InputError(
+            input_name,
+            f"expected ComfyUI AUDIO (a dict with 'waveform' and 'sample_rate'), got {type(audio).__name__}",
+            "Connect an AUDIO output such as Load Audio or Speak.",
+        )
+    waveform = audio["waveform"]
+    if isinstance(waveform, torch.Tensor):
+        waveform = waveform.detach().to("cpu", torch.float32).numpy()
+    waveform = np.asarray(waveform, dtype=np.float32)
+    if waveform.ndim == 3:
+        waveform = waveform[0]
+    return AudioClip(waveform, int(audio["sample_rate"])).validated(input_name)
+
+
+def clip_to_audio(clip: AudioClip) -> dict:
+    """AudioClip -> ComfyUI AUDIO ({"waveform": float32 [1, C, T], "sample_rate": int})."""
+    return {"waveform": torch.from_numpy(np.ascontiguousarray(clip.samples))[None], "sample_rate": int(clip.sample_rate)}

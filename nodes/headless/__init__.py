@@ -1,0 +1,1 @@
+"""Running ComfyUI graphs without the editor: in-process, or against a running server."""

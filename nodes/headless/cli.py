@@ -1,0 +1,229 @@
+"""The `talkinghead` command.
+
+    talkinghead demo [--out DIR] [--text TEXT]
+    talkinghead run WORKFLOW_API.json [--set NODE_ID.input=value ...] [--server URL] [--out DIR] [--input DIR]
+    talkinghead speak TEXT [-o speech.wav] [--voice V] [--rate-wpm N] [--pitch N] [--timings speech.json]
+    talkinghead voices
+
+Exit status: 0 success, 1 a node failed, 2 bad command line or the workflow was refused,
+3 the ComfyUI server could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+EXIT_NODE_FAILED = 1
+EXIT_REFUSED = 2
+EXIT_UNREACHABLE = 3
+
+WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
+DEMO_WORKFLOW = "script_to_video.api.json"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _parse_set(assignments: list[str], graph: dict) -> dict:
+    """Applies `NODE_ID.input=value` overrides; values parse as JSON when they can, else stay text."""
+    for assignment in assignments:
+        target, separator, raw_value = assignment.partition("=")
+        node_id, dot, input_name = target.rpartition(".")
+        if not separator or not dot or not node_id or not input_name:
+            raise UsageError(f"--set {assignment!r}: expected NODE_ID.input=value, for example --set 3.fps=30")
+        if node_id not in graph:
+            raise UsageError(f"--set {assignment!r}: the workflow has no node {node_id!r} "
+                             f"(its nodes: {', '.join(sorted(graph, key=lambda n: (len(n), n)))})")
+        try:
+            value: Any = json.loads(raw_value)
+        except json.JSONDecodeError:
+            value = raw_value
+        graph[node_id].setdefault("inputs", {})[input_name] = value
+    return graph
+
+
+def load_api_workflow(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            graph = json.load(handle)
+    except FileNotFoundError:
+        raise UsageError(f"WORKFLOW: no file at {path!r}")
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"WORKFLOW: {path!r} is not valid JSON ({exc})")
+    if isinstance(graph, dict) and "nodes" in graph and "links" in graph:
+        raise UsageError(
+            f"WORKFLOW: {path!r} is in the editor's UI format. Use the API format: the matching .api.json in "
+            "workflows/, or File > Export (API) in ComfyUI."
+        )
+    if isinstance(graph, dict) and "prompt" in graph and isinstance(graph["prompt"], dict):
+        graph = graph["prompt"]  # a saved /prompt request body
+    if not isinstance(graph, dict):
+        raise UsageError(f"WORKFLOW: {path!r} does not hold an API-format graph (a JSON object of nodes)")
+    return graph
+
+
+def _summarise_outputs(outputs: dict, files: list[str]) -> None:
+    for node_outputs in outputs.values():
+        for report in node_outputs.get("talkinghead_mux", []) or []:
+            print(
+                f"  {report.get('frame_count')} frames at {report.get('fps'):.3f} fps, {report.get('duration_s'):.2f} s; "
+                f"A/V offset {report.get('av_offset_ms'):+.1f} ms, duration difference "
+                f"{report.get('duration_diff_ms'):+.1f} ms"
+            )
+            for note in report.get("notes", []) or []:
+                print(f"  note: {note}")
+    for path in files:
+        print(f"Wrote {path}")
+
+
+def _local_output_files(outputs: dict, out_dir: str) -> list[str]:
+    files = []
+    for node_outputs in outputs.values():
+        for key in ("images", "gifs", "video", "audio"):
+            for info in node_outputs.get(key, []) or []:
+                if isinstance(info, dict) and info.get("type") == "output":
+                    files.append(os.path.join(out_dir, info.get("subfolder", ""), info["filename"]))
+    return files
+
+
+def run_workflow(graph: dict, *, server: Optional[str], out_dir: str, input_dir: str, progress: bool = True) -> int:
+    from .executor import GraphValidationError, NodeExecutionError, format_validation_errors
+
+    try:
+        if server:
+            from .client import ComfyClient, ServerUnreachable
+
+            try:
+                run = ComfyClient(server).run(graph, out_dir=out_dir, progress=progress)
+            except ServerUnreachable as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return EXIT_UNREACHABLE
+            _summarise_outputs(run.outputs, run.files)
+        else:
+            try:
+                from .executor import run_graph
+            except ImportError as exc:  # torch missing
+                print(
+                    f"error: running a workflow in-process needs torch ({exc}). "
+                    "Install it with: pip install 'talkinghead[graph]', or pass --server to use a ComfyUI.",
+                    file=sys.stderr,
+                )
+                return EXIT_REFUSED
+            os.makedirs(out_dir, exist_ok=True)
+            result = run_graph(graph, input_dir=input_dir, output_dir=out_dir, progress=progress)
+            _summarise_outputs(result.outputs, _local_output_files(result.outputs, out_dir))
+    except GraphValidationError as exc:
+        print("error: " + format_validation_errors(exc.error, exc.node_errors, graph), file=sys.stderr)
+        return EXIT_REFUSED
+    except NodeExecutionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NODE_FAILED
+    return 0
+
+
+def _cmd_run(args) -> int:
+    graph = _parse_set(args.set or [], load_api_workflow(args.workflow))
+    return run_workflow(graph, server=args.server, out_dir=os.path.abspath(args.out),
+                        input_dir=os.path.abspath(args.input), progress=not args.quiet)
+
+
+def _cmd_demo(args) -> int:
+    graph = load_api_workflow(str(WORKFLOWS_DIR / DEMO_WORKFLOW))
+    if args.text:
+        speak_ids = [node_id for node_id, node in graph.items() if node["class_type"] == "TalkingHeadSpeak"]
+        for node_id in speak_ids:
+            graph[node_id]["inputs"]["text"] = args.text
+    print(f"Talking Head demo: running {DEMO_WORKFLOW} (sample portrait + speech synthesised offline)")
+    return run_workflow(graph, server=None, out_dir=os.path.abspath(args.out), input_dir=os.path.abspath(args.input),
+                        progress=not args.quiet)
+
+
+def _cmd_speak(args) -> int:
+    from ...pipeline.errors import InputError
+    from ...pipeline.speak import SpeakConfig, speak_to_wav
+
+    text = args.text
+    if args.file:
+        text = Path(args.file).read_text(encoding="utf-8")
+    if text is None:
+        raise UsageError("speak: give the script as TEXT or with --file")
+    try:
+        config = SpeakConfig(voice=args.voice, rate_wpm=args.rate_wpm, pitch=args.pitch)
+        timings, notes = speak_to_wav(text, args.output, config)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    for note in notes:
+        print(f"note: {note}")
+    if args.timings:
+        Path(args.timings).write_text(timings.to_json(), encoding="utf-8")
+        print(f"Wrote {args.timings}")
+    print(f"Wrote {args.output} ({timings.duration_s:.2f} s, {len(timings.words)} words, {len(timings.phonemes)} phonemes)")
+    return 0
+
+
+def _cmd_voices(_args) -> int:
+    from ...pipeline.speak import list_voices
+
+    for voice in list_voices():
+        print(voice.name if hasattr(voice, "name") else voice)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="talkinghead", description="Talking Head: portrait + speech -> talking-head MP4.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add_io(sub):
+        sub.add_argument("--out", default="output", help="folder for output files (default: ./output)")
+        sub.add_argument("--input", default="input", help="folder loader nodes read from (default: ./input)")
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    run = commands.add_parser("run", help="run an API-format workflow, in-process or on a ComfyUI server")
+    run.add_argument("workflow", help="API-format workflow JSON (workflows/*.api.json, or ComfyUI's Export (API))")
+    run.add_argument("--set", action="append", metavar="NODE_ID.input=value",
+                     help="override a node input; value is JSON when it parses, else text (repeatable)")
+    run.add_argument("--server", help="ComfyUI server URL, e.g. http://127.0.0.1:8188 (default: run in-process)")
+    add_io(run)
+    run.set_defaults(handler=_cmd_run)
+
+    demo = commands.add_parser("demo", help="make a talking-head MP4 from a sample portrait and synthesised speech")
+    demo.add_argument("--text", help="what the head says")
+    add_io(demo)
+    demo.set_defaults(handler=_cmd_demo)
+
+    speak = commands.add_parser("speak", help="synthesise speech to a WAV file with phoneme timings")
+    speak.add_argument("text", nargs="?", help="the script (or use --file)")
+    speak.add_argument("--file", help="read the script from this text file")
+    speak.add_argument("-o", "--output", default="speech.wav", help="WAV file to write (default: speech.wav)")
+    speak.add_argument("--voice", default="en-us")
+    speak.add_argument("--rate-wpm", type=int, default=175)
+    speak.add_argument("--pitch", type=int, default=50)
+    speak.add_argument("--timings", help="also write the phoneme/word timings as JSON here")
+    speak.set_defaults(handler=_cmd_speak)
+
+    voices = commands.add_parser("voices", help="list the espeak-ng voices")
+    voices.set_defaults(handler=_cmd_voices)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

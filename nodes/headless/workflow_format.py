@@ -1,0 +1,154 @@
+"""The shipped workflows: API format is the source, the editor's UI format is generated from it.
+
+    python -m talkinghead.nodes.headless.workflow_format          # rewrite workflows/*.json
+    python -m talkinghead.nodes.headless.workflow_format --check  # exit 1 if any is out of date
+
+The UI format (LiteGraph serialisation, version 0.4) needs the widget order of every node, which
+comes from the nodes' own INPUT_TYPES, so both formats cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .executor import _input_specs, _is_link, _numeric_first, pack_node_classes
+
+WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
+COLUMN_WIDTH_PX = 420
+ROW_HEIGHT_PX = 330
+NODE_SIZE_PX = (360, 260)
+
+
+def _depths(graph: dict) -> dict[str, int]:
+    depths: dict[str, int] = {}
+
+    def depth(node_id: str) -> int:
+        if node_id not in depths:
+            parents = [str(v[0]) for v in graph[node_id].get("inputs", {}).values() if _is_link(v)]
+            depths[node_id] = 1 + max((depth(p) for p in parents), default=-1)
+        return depths[node_id]
+
+    for node_id in graph:
+        depth(node_id)
+    return depths
+
+
+def api_to_ui(graph: dict, node_classes: Optional[dict] = None) -> dict:
+    """Builds the editor (UI) format of an API-format graph. Node ids become LiteGraph ids."""
+    node_classes = pack_node_classes() if node_classes is None else node_classes
+    ordered = sorted(graph, key=_numeric_first)
+    ui_id = {node_id: int(node_id) if node_id.isdigit() else 1000 + i for i, node_id in enumerate(ordered)}
+    depths = _depths(graph)
+    rows: dict[int, int] = {}
+    links, ui_nodes = [], []
+    outputs_links: dict[tuple[str, int], list[int]] = {}
+
+    for node_id in ordered:
+        node = graph[node_id]
+        for name, value in node.get("inputs", {}).items():
+            if _is_link(value):
+                link_id = len(links) + 1
+                links.append([link_id, ui_id[str(value[0])], value[1], ui_id[node_id], name, None])
+                outputs_links.setdefault((str(value[0]), value[1]), []).append(link_id)
+
+    for order, node_id in enumerate(sorted(ordered, key=lambda n: (depths[n], _numeric_first(n)))):
+        node = graph[node_id]
+        node_class = node_classes[node["class_type"]]
+        specs = _input_specs(node_class)
+        inputs, widgets_values = [], []
+        for name, (_section, expected, options) in specs.items():
+            value = node.get("inputs", {}).get(name)
+            is_widget = isinstance(expected, list) or expected in ("INT", "FLOAT", "STRING", "BOOLEAN")
+            if _is_link(value):
+                link_id = next(link[0] for link in links if link[3] == ui_id[node_id] and link[4] == name)
+                slot_type = "COMBO" if isinstance(expected, list) else expected
+                entry = {"name": name, "type": slot_type, "link": link_id}
+                if is_widget:
+                    entry["widget"] = {"name": name}
+                inputs.append(entry)
+                if is_widget:
+                    widgets_values.append(options.get("default"))
+            elif is_widget:
+                widgets_values.append(value if name in node.get("inputs", {}) else options.get("default"))
+            else:
+                inputs.append({"name": name, "type": expected, "link": None})
+        names = getattr(node_class, "RETURN_NAMES", node_class.RETURN_TYPES)
+        outputs = [
+            {"name": names[i], "type": output_type, "links": outputs_links.get((node_id, i), []), "slot_index": i}
+            for i, output_type in enumerate(node_class.RETURN_TYPES)
+        ]
+        column = depths[node_id]
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        ui_node = {
+            "id": ui_id[node_id],
+            "type": node["class_type"],
+            "pos": [50 + column * COLUMN_WIDTH_PX, 50 + row * ROW_HEIGHT_PX],
+            "size": list(NODE_SIZE_PX),
+            "flags": {},
+            "order": order,
+            "mode": 0,
+            "inputs": inputs,
+            "outputs": outputs,
+            "properties": {"Node name for S&R": node["class_type"]},
+            "widgets_values": widgets_values,
+        }
+        title = node.get("_meta", {}).get("title")
+        if title:
+            ui_node["title"] = title
+        ui_nodes.append(ui_node)
+
+    # LiteGraph links: [id, origin_id, origin_slot, target_id, target_slot_index, type]
+    by_id = {n["id"]: n for n in ui_nodes}
+    for link in links:
+        target = by_id[link[3]]
+        link[4] = next(i for i, entry in enumerate(target["inputs"]) if entry["name"] == link[4])
+        source = by_id[link[1]]
+        link[5] = source["outputs"][link[2]]["type"]
+    return {
+        "last_node_id": max(by_id),
+        "last_link_id": len(links),
+        "nodes": sorted(ui_nodes, key=lambda n: n["id"]),
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}},
+        "version": 0.4,
+    }
+
+
+def ui_path_for(api_path: Path) -> Path:
+    return api_path.with_name(api_path.name.replace(".api.json", ".json"))
+
+
+def render(api_path: Path) -> str:
+    graph = json.loads(api_path.read_text(encoding="utf-8"))
+    return json.dumps(api_to_ui(graph), indent=2) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only report UI files that are out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for api_path in sorted(WORKFLOWS_DIR.glob("*.api.json")):
+        ui_path = ui_path_for(api_path)
+        text = render(api_path)
+        if ui_path.exists() and ui_path.read_text(encoding="utf-8") == text:
+            continue
+        stale.append(ui_path.name)
+        if not args.check:
+            ui_path.write_text(text, encoding="utf-8")
+            print(f"wrote {ui_path}")
+    if args.check and stale:
+        print("out of date: " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

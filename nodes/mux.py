@@ -1,0 +1,97 @@
+"""Mux node: frames + AUDIO -> an H.264/AAC MP4 in the output folder, with measured A/V sync."""
+
+from __future__ import annotations
+
+import os
+
+from ..pipeline import mux as mux_stage
+from ..pipeline.output_paths import next_output_path
+from . import comfy_env
+
+try:  # ComfyUI versions with the VIDEO type (0.3.4x and later).
+    from comfy_api.input_impl import VideoFromFile
+except ImportError:
+    VideoFromFile = None
+
+
+class MuxedVideo:
+    """Stands in for ComfyUI's VideoFromFile when running headless: just the file."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"MuxedVideo({self.path!r})"
+
+
+class TalkingHeadMux:
+    CATEGORY = "TalkingHead/output"
+    DESCRIPTION = (
+        "Encodes frames and speech into an MP4 (H.264 yuv420p + AAC) in the output folder, then decodes it "
+        "to measure the audio/video offset and durations."
+    )
+    RETURN_TYPES = ("STRING", "VIDEO")
+    RETURN_NAMES = ("path", "video")
+    OUTPUT_TOOLTIPS = ("Absolute path of the MP4 written.", "The MP4 as a VIDEO for core video nodes.")
+    OUTPUT_NODE = True
+    FUNCTION = "mux"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "Video frames, in order. One image is held for the whole audio."}),
+                "audio": ("AUDIO", {"tooltip": "The speech. Any sample rate, mono or stereo."}),
+                "fps": (
+                    "FLOAT",
+                    {"default": 25.0, "min": 1.0, "max": 240.0, "step": 0.001, "round": False,
+                     "tooltip": "Frames per second. 23.976 and 29.97 are encoded as exact NTSC rates."},
+                ),
+                "duration_policy": (
+                    list(mux_stage.DURATION_POLICIES),
+                    {"default": "match_audio",
+                     "tooltip": "match_audio: the video follows the audio (hold the last frame or trim frames). "
+                     "match_video: the audio follows the video (pad with silence or trim)."},
+                ),
+                "audio_offset_ms": (
+                    "FLOAT",
+                    {"default": 0.0, "min": -5000.0, "max": 5000.0, "step": 1.0,
+                     "tooltip": "Delay (+) or advance (-) the audio against the picture, made by padding or "
+                     "dropping samples."},
+                ),
+                "filename_prefix": (
+                    "STRING",
+                    {"default": "TalkingHead/talkinghead",
+                     "tooltip": "Name of the file in the output folder; may start with a subfolder. A counter is added."},
+                ),
+                "crf": (
+                    "INT",
+                    {"default": 18, "min": 0, "max": 51,
+                     "tooltip": "H.264 quality: lower is better and larger. 18 looks lossless to most eyes."},
+                ),
+            }
+        }
+
+    def mux(self, images, audio, fps, duration_policy, audio_offset_ms, filename_prefix, crf):
+        frames = comfy_env.image_batch_to_numpy(images)
+        clip = comfy_env.audio_to_clip(audio, "audio")
+        output_dir = comfy_env.output_directory()
+        target = next_output_path(output_dir, filename_prefix, "mp4")
+        result = mux_stage.mux(
+            frames,
+            clip,
+            fps,
+            target.path,
+            duration_policy=duration_policy,
+            audio_offset_ms=audio_offset_ms,
+            crf=crf,
+            progress=comfy_env.progress_callback(len(frames)),
+        )
+        for note in result.notes:
+            print(f"[TalkingHead Mux] {note}")
+        video = VideoFromFile(result.path) if VideoFromFile is not None else MuxedVideo(result.path)
+        preview = {"filename": os.path.basename(result.path), "subfolder": target.subfolder, "type": "output"}
+        return {
+            "ui": {"images": [preview], "animated": (True,), "talkinghead_mux": [result.to_dict()]},
+            "result": (result.path, video),
+        }

@@ -1,0 +1,22 @@
+"""ComfyUI node adapters: unpack ComfyUI types, call one pipeline function, pack the results.
+
+Node type ids are global across every ComfyUI pack, so all of ours start with "TalkingHead".
+"""
+
+from .loaders import TalkingHeadLoadAudio, TalkingHeadLoadImage
+from .mux import TalkingHeadMux
+from .speak import TalkingHeadSpeak
+
+NODE_CLASS_MAPPINGS = {
+    "TalkingHeadLoadImage": TalkingHeadLoadImage,
+    "TalkingHeadLoadAudio": TalkingHeadLoadAudio,
+    "TalkingHeadSpeak": TalkingHeadSpeak,
+    "TalkingHeadMux": TalkingHeadMux,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "TalkingHeadLoadImage": "Load Portrait (Talking Head)",
+    "TalkingHeadLoadAudio": "Load Speech (Talking Head)",
+    "TalkingHeadSpeak": "Speak (Talking Head)",
+    "TalkingHeadMux": "Mux MP4 (Talking Head)",
+}

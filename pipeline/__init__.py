@@ -1,0 +1,1 @@
+"""Talking Head pipeline: the standalone stages behind the ComfyUI nodes. Never imports ComfyUI."""

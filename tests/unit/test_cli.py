@@ -1,0 +1,88 @@
+"""The `talkinghead` command as a user runs it: a real subprocess, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / "workflows"
+
+
+def talkinghead(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "talkinghead.nodes.headless.cli", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_demo_writes_an_mp4_and_says_where(tmp_path):
+    done = talkinghead("demo", "--quiet", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = [line.removeprefix("Wrote ").strip() for line in done.stdout.splitlines() if line.startswith("Wrote ")]
+    assert len(written) == 1 and written[0].endswith(".mp4") and os.path.getsize(written[0]) > 10_000
+    assert "A/V offset" in done.stdout
+
+
+def test_run_applies_set_overrides(tmp_path):
+    done = talkinghead(
+        "run", str(WORKFLOWS / "script_to_video.api.json"), "--quiet", "--out", str(tmp_path),
+        "--set", "2.text=Just two words.", "--set", "3.fps=30", "--set", "3.filename_prefix=custom/clip",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "at 30.000 fps" in done.stdout
+    assert [p.name for p in (tmp_path / "custom").glob("*.mp4")] == ["clip_00001_.mp4"]
+
+
+def test_refused_workflow_exits_2_with_readable_node_errors(tmp_path):
+    done = talkinghead("run", str(WORKFLOWS / "script_to_video.api.json"), "--quiet", "--out", str(tmp_path),
+                       "--set", "2.rate_wpm=9000", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "node #2 Speak the script: Value 9000 bigger than max of 450" in done.stderr
+    assert not list(tmp_path.rglob("*.mp4"))
+
+
+def test_node_failure_exits_1_naming_node_and_input(tmp_path):
+    done = talkinghead("run", str(WORKFLOWS / "script_to_video.api.json"), "--quiet", "--out", str(tmp_path),
+                       "--set", "2.text=  ", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Node #2 TalkingHeadSpeak failed" in done.stderr and "text" in done.stderr
+
+
+def test_ui_format_and_bad_set_are_usage_errors(tmp_path):
+    done = talkinghead("run", str(WORKFLOWS / "talking_head.json"), cwd=tmp_path)
+    assert done.returncode == 2 and "UI format" in done.stderr
+    done = talkinghead("run", str(WORKFLOWS / "talking_head.api.json"), "--set", "99.fps=3", cwd=tmp_path)
+    assert done.returncode == 2 and "no node '99'" in done.stderr
+    done = talkinghead("run", str(WORKFLOWS / "talking_head.api.json"), "--set", "fps", cwd=tmp_path)
+    assert done.returncode == 2 and "NODE_ID.input=value" in done.stderr
+
+
+def test_unreachable_server_exits_3(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = talkinghead("run", str(WORKFLOWS / "talking_head.api.json"), "--server", f"http://127.0.0.1:{port}",
+                       cwd=tmp_path)
+    assert done.returncode == 3 and "could not" in done.stderr and str(port) in done.stderr
+
+
+def test_speak_writes_wav_and_timings(tmp_path):
+    done = talkinghead("speak", "Hello there, world.", "-o", str(tmp_path / "s.wav"),
+                       "--timings", str(tmp_path / "s.json"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    with wave.open(str(tmp_path / "s.wav")) as wav:
+        duration_s = wav.getnframes() / wav.getframerate()
+    timings = json.loads((tmp_path / "s.json").read_text())
+    assert [w["word"] for w in timings["words"]] == ["Hello", "there", "world"]
+    assert abs(timings["duration_s"] - duration_s) < 0.05

@@ -1,0 +1,166 @@
+"""The in-process executor runs shipped workflows and refuses bad graphs the way ComfyUI does."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from talkinghead.nodes.headless.executor import (  # noqa: E402
+    GraphValidationError,
+    NodeExecutionError,
+    run_graph,
+    validate_graph,
+)
+from talkinghead.nodes.headless import workflow_format  # noqa: E402
+from talkinghead.pipeline.mux import measure_av_sync  # noqa: E402
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+
+
+def load(name: str) -> dict:
+    return json.loads((WORKFLOWS / name).read_text())
+
+
+@pytest.fixture
+def folders(tmp_path):
+    (tmp_path / "input").mkdir()
+    (tmp_path / "output").mkdir()
+    return str(tmp_path / "input"), str(tmp_path / "output")
+
+
+def mp4_files(folder: str) -> list[str]:
+    return sorted(str(p) for p in Path(folder).rglob("*.mp4"))
+
+
+@pytest.mark.parametrize("workflow", sorted(p.name for p in WORKFLOWS.glob("*.api.json")))
+def test_every_shipped_workflow_runs_in_process_to_a_synced_mp4(workflow, folders):
+    input_dir, output_dir = folders
+    result = run_graph(load(workflow), input_dir=input_dir, output_dir=output_dir, progress=False)
+    (mux_id, ui), = [(k, v) for k, v in result.outputs.items() if "talkinghead_mux" in v]
+    report = ui["talkinghead_mux"][0]
+    preview = ui["images"][0]
+    path = os.path.join(output_dir, preview["subfolder"], preview["filename"])
+    assert os.path.isfile(path) and preview["type"] == "output" and ui["animated"] == [True]
+    assert result.results[mux_id][0] == path
+    sync = measure_av_sync(path)
+    assert abs(sync.av_offset_ms) <= 5.0
+    assert abs(sync.duration_diff_ms) <= 1000.0 / report["fps"]
+    assert report["duration_s"] > 2.0  # a sentence of speech, held portrait for all of it
+
+
+def test_the_same_graph_twice_gives_identical_frames_and_a_new_counter(folders):
+    input_dir, output_dir = folders
+    graph = load("talking_head.api.json")
+    first = run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False).outputs["3"]
+    second = run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False).outputs["3"]
+    assert first["talkinghead_mux"][0]["frames_sha256"] == second["talkinghead_mux"][0]["frames_sha256"]
+    assert first["images"][0]["filename"] != second["images"][0]["filename"]
+    assert len(mp4_files(output_dir)) == 2
+
+
+def test_user_files_in_the_input_folder_are_loaded(folders):
+    from PIL import Image
+
+    input_dir, output_dir = folders
+    portrait = np.zeros((64, 48, 3), np.uint8)
+    portrait[:, :24] = (200, 30, 30)
+    Image.fromarray(portrait).save(os.path.join(input_dir, "me.png"))
+    graph = load("script_to_video.api.json")
+    graph["1"]["inputs"]["image"] = "me.png"
+    graph["2"]["inputs"]["text"] = "Short."
+    result = run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False)
+    report = result.outputs["3"]["talkinghead_mux"][0]
+    assert (report["width"], report["height"]) == (48, 64)
+
+
+def errors_of(graph) -> dict:
+    with pytest.raises(GraphValidationError) as caught:
+        validate_graph(graph)
+    return caught.value
+
+
+def test_validation_errors_are_shaped_like_comfyui(folders):
+    from talkinghead.nodes import comfy_env
+
+    input_dir, output_dir = folders
+    base = load("script_to_video.api.json")
+    with comfy_env.headless(comfy_env.HeadlessContext(input_dir, output_dir)):
+        missing = copy.deepcopy(base)
+        del missing["3"]["inputs"]["audio"]
+        error = errors_of(missing)
+        assert error.error["type"] == "prompt_outputs_failed_validation"
+        assert [e["type"] for e in error.node_errors["3"]["errors"]] == ["required_input_missing"]
+        assert error.node_errors["3"]["errors"][0]["extra_info"]["input_name"] == "audio"
+
+        mismatch = copy.deepcopy(base)
+        mismatch["3"]["inputs"]["audio"] = ["2", 1]  # speech timings, not AUDIO
+        problem = errors_of(mismatch).node_errors["3"]["errors"][0]
+        assert problem["type"] == "return_type_mismatch"
+        assert "TH_SPEECH_TIMINGS" in problem["details"] and "AUDIO" in problem["details"]
+
+        too_big = copy.deepcopy(base)
+        too_big["2"]["inputs"]["rate_wpm"] = 9000
+        assert errors_of(too_big).node_errors["2"]["errors"][0]["type"] == "value_bigger_than_max"
+
+        too_small = copy.deepcopy(base)
+        too_small["3"]["inputs"]["fps"] = 0
+        assert errors_of(too_small).node_errors["3"]["errors"][0]["type"] == "value_smaller_than_min"
+
+        bad_choice = copy.deepcopy(base)
+        bad_choice["3"]["inputs"]["duration_policy"] = "stretch"
+        assert errors_of(bad_choice).node_errors["3"]["errors"][0]["type"] == "value_not_in_list"
+
+        not_a_number = copy.deepcopy(base)
+        not_a_number["3"]["inputs"]["crf"] = "high"
+        assert errors_of(not_a_number).node_errors["3"]["errors"][0]["type"] == "invalid_input_type"
+
+
+def test_nodes_of_other_packs_are_named_as_not_available():
+    graph = load("talking_head.api.json")
+    graph["1"] = {"class_type": "LoadImage", "inputs": {"image": "me.png"}}
+    graph["9"] = {"class_type": "VHS_VideoCombine", "inputs": {}}
+    error = errors_of(graph)
+    assert error.error["type"] == "missing_node_type"
+    assert "LoadImage (node #1)" in str(error) and "VHS_VideoCombine (node #9)" in str(error)
+
+
+def test_a_failing_node_reports_its_input_and_leaves_no_file(folders):
+    input_dir, output_dir = folders
+    graph = load("script_to_video.api.json")
+    graph["3"]["inputs"]["filename_prefix"] = "../../outside"
+    with pytest.raises(NodeExecutionError) as caught:
+        run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False)
+    assert caught.value.node_id == "3" and "filename_prefix" in caught.value.exception_message
+    assert mp4_files(output_dir) == [] and mp4_files(os.path.dirname(output_dir)) == []
+
+    graph = load("script_to_video.api.json")
+    graph["2"]["inputs"]["text"] = "   "
+    with pytest.raises(NodeExecutionError) as caught:
+        run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False)
+    assert caught.value.node_id == "2" and "text" in caught.value.exception_message
+
+
+def test_loader_refuses_paths_outside_the_input_folder(folders, tmp_path):
+    input_dir, output_dir = folders
+    graph = load("talking_head.api.json")
+    graph["2"]["inputs"]["audio"] = "../secret.wav"
+    # Not in the combo list, so validation refuses it before any file is touched.
+    with pytest.raises(GraphValidationError) as caught:
+        run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False)
+    assert caught.value.node_errors["2"]["errors"][0]["type"] == "value_not_in_list"
+
+
+def test_ui_workflows_are_generated_from_the_api_workflows():
+    assert workflow_format.main(["--check"]) == 0
+    for api_path in WORKFLOWS.glob("*.api.json"):
+        ui = json.loads(workflow_format.ui_path_for(api_path).read_text())
+        api = json.loads(api_path.read_text())
+        assert sorted(str(n["id"]) for n in ui["nodes"]) == sorted(api)
+        assert {n["type"] for n in ui["nodes"]} == {n["class_type"] for n in api.values()}
