@@ -430,7 +430,11 @@ def _validate_settings(duration_policy: str, audio_offset_ms: float, crf: int, p
             "duration_policy", f"unknown policy {duration_policy!r}",
             f"Use one of: {', '.join(DURATION_POLICIES)}",
         )
-    if not isinstance(audio_offset_ms, (int, float)) or not math.isfinite(audio_offset_ms):
+    try:
+        offset_ok = math.isfinite(float(audio_offset_ms))
+    except (TypeError, ValueError):
+        offset_ok = False
+    if not offset_ok:
         raise InputError("audio_offset_ms", f"must be a finite number, got {audio_offset_ms!r}",
                          "Give milliseconds, e.g. 0, 40 or -40")
     if isinstance(crf, bool) or not isinstance(crf, (int, np.integer)) or not 0 <= crf <= 51:
@@ -525,6 +529,7 @@ def mux(
     sample_rate, channels = clip.sample_rate, clip.num_channels
     notes: List[str] = []
 
+    audio_offset_ms = float(audio_offset_ms)
     offset_samples = int(round(audio_offset_ms * sample_rate / 1000.0))
     samples = _apply_offset(clip.samples, offset_samples)
     if samples.shape[1] == 0:
