@@ -171,8 +171,11 @@ def _cmd_speak(args) -> int:
 def _cmd_voices(_args) -> int:
     from ...pipeline.speak import list_voices
 
-    for voice in list_voices():
-        print(voice.name if hasattr(voice, "name") else voice)
+    voices = sorted(list_voices(), key=lambda voice: voice.languages[0] if voice.languages else voice.identifier)
+    for voice in voices:
+        code = voice.languages[0] if voice.languages else voice.identifier
+        print(f"{code:<14} {voice.name}")
+    print(f"{len(voices)} voices; pass the code (first column) as --voice or the Speak node's voice.")
     return 0
 
 
