@@ -20,11 +20,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
