@@ -16,6 +16,7 @@ Three entry points, from low to high level:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tempfile
@@ -133,23 +134,68 @@ class SpokenScript:
 
 
 def list_voices() -> list[Voice]:
-    """All voices of the bundled espeak-ng, sorted by identifier."""
+    """The usable voices of the bundled espeak-ng, sorted by identifier.
+
+    Voices whose pronunciation dictionary the wheel does not ship (a few "testing" languages)
+    are left out: espeak would read them with the wrong rules and complain on stderr.
+    """
+    return [v for v in _all_voices() if not _missing_dictionary(v.identifier)]
+
+
+def _all_voices() -> list[Voice]:
+    # Fresh objects each call: callers may mutate them; the scan itself is cached.
+    return [Voice(v.name, v.identifier, list(v.languages), list(v.priorities))
+            for v in _scan_voices()]
+
+
+# espeak_ListVoices reads every voice file on each call, and the data folder never changes while
+# the process runs: scan once.
+@functools.lru_cache(maxsize=1)
+def _scan_voices() -> tuple[Voice, ...]:
     lib = espeak.library()
     with espeak.LOCK:
         raw = lib.list_voices()
     voices = [
-        Voice(name=v.name, identifier=v.identifier,
+        Voice(name=v.name.strip(), identifier=v.identifier,
               languages=[lang for _, lang in v.languages],
               priorities=[priority for priority, _ in v.languages])
         for v in raw
     ]
-    return sorted(voices, key=lambda v: v.identifier.lower())
+    return tuple(sorted(voices, key=lambda v: v.identifier.lower()))
+
+
+def _data_dir() -> Path:
+    import espeakng_loader
+
+    return Path(espeakng_loader.get_data_path())
+
+
+@functools.lru_cache(maxsize=None)
+def _missing_dictionary(identifier: str) -> Optional[str]:
+    """The dictionary file a voice needs, if this espeak-ng data lacks it; None if all is there.
+
+    espeak's rule: the voice file's `dictionary` line, else its first `language` code up to '-'.
+    """
+    data = _data_dir()
+    voice_file = next((f for f in (data / "lang" / identifier, data / "voices" / identifier)
+                       if f.is_file()), None)
+    if voice_file is None:
+        return None  # not a file-based voice (mbrola etc.): nothing to check here
+    dictionary = language = None
+    for line in voice_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "dictionary" and dictionary is None:
+            dictionary = parts[1]
+        elif len(parts) >= 2 and parts[0] == "language" and language is None:
+            language = parts[1]
+    name = dictionary or (language or "").split("-")[0]
+    if name and not (data / f"{name}_dict").is_file():
+        return f"{name}_dict"
+    return None
 
 
 def _variants() -> list[str]:
-    import espeakng_loader
-
-    folder = Path(espeakng_loader.get_data_path()) / "voices" / "!v"
+    folder = _data_dir() / "voices" / "!v"
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
@@ -161,18 +207,25 @@ def resolve_voice(voice: str) -> str:
     """
     base, _, variant = voice.strip().partition("+")
     key = base.strip().lower()
-    voices = list_voices()
+    voices = _all_voices()
     match: Optional[Voice] = None
     for v in voices:  # identifier, its last part, or the name
-        if key in (v.identifier.lower(), v.identifier.lower().rsplit("/", 1)[-1], v.name.lower()):
+        if key in (v.identifier.lower(), v.identifier.lower().rsplit("/", 1)[-1],
+                   v.name.strip().lower()):
             match = v
             break
     if match is None:  # a language code: the voice that lists it with the best priority
-        ranked = [(v.priorities[v.languages.index(key)], v) for v in voices if key in v.languages]
+        ranked = [(priority, v) for v in voices
+                  for lang, priority in zip(v.languages, v.priorities) if lang.lower() == key]
         if ranked:
             match = min(ranked, key=lambda rv: rv[0])[1]
+    usable = [v for v in voices if not _missing_dictionary(v.identifier)]
     if match is None:
-        raise InputError("voice", f"unknown voice {voice!r}", _voice_hint(key, voices))
+        raise InputError("voice", f"unknown voice {voice!r}", _voice_hint(key, usable))
+    missing = _missing_dictionary(match.identifier)
+    if missing:
+        raise InputError("voice", f"the voice {voice!r} ({match.name}) cannot be used: this "
+                         f"espeak-ng data has no {missing}", _voice_hint(key, usable))
     spec = match.identifier
     if variant:
         variants = _variants()
@@ -189,7 +242,7 @@ def _voice_hint(key: str, voices: list[Voice]) -> str:
     # Name the voices most likely meant (same language family or name prefix), then the count.
     stem = re.split(r"[-_ (/]", key, maxsplit=1)[0]
     related = [v for v in voices
-               if stem and (any(lang.split("-")[0] == stem for lang in v.languages)
+               if stem and (any(lang.lower().split("-")[0] == stem for lang in v.languages)
                             or v.name.lower().startswith(stem))]
     known = {lang for v in voices for lang in v.languages}
     common = [c for c in ("en-us", "en-gb", "de", "fr", "es", "it", "pt", "nl", "ru", "cmn", "ja",

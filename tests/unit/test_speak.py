@@ -195,6 +195,16 @@ def test_voice_list_has_english_and_other_voices_speak():
     assert len(voices) > 50
     assert any("en-us" in v.languages for v in voices)
     assert all(v.name and v.identifier for v in voices)
+    # Every listed voice is reachable by its identifier and by its own language code.
+    for v in voices:
+        assert speak_mod.resolve_voice(v.identifier) == v.identifier
+        assert v.languages[0] in next(
+            u.languages for u in voices if u.identifier == speak_mod.resolve_voice(v.languages[0]))
+    # Voices whose dictionary the wheel lacks are not offered, and say why when asked for.
+    assert not any(v.identifier == "gmq/fo" for v in voices)
+    with pytest.raises(InputError, match="fo_dict") as err:
+        speak_mod.resolve_voice("fo")
+    assert err.value.input_name == "voice"
     for voice, text in (("de", "Guten Tag, wie geht es dir heute?"),
                         ("fr", "Bonjour, je suis très content de vous voir.")):
         s = speak(text, SpeakConfig(voice=voice))
@@ -353,3 +363,14 @@ def test_ten_thousand_word_script_streams_in_bounded_memory():
     assert full_audio_bytes > 200e6
     assert peak < 8e6, f"peak traced memory {peak / 1e6:.1f} MB"
     assert rss_growth < 40e6, f"RSS grew by {rss_growth / 1e6:.1f} MB"
+
+
+def test_event_struct_matches_the_c_layout():
+    # espeak_EVENT on LP64: id (the union) at offset 32 after the 8-aligned user_data pointer.
+    import ctypes
+
+    from talkinghead.pipeline import espeak
+
+    if ctypes.sizeof(ctypes.c_void_p) == 8:
+        assert ctypes.sizeof(espeak._Event) == 40
+        assert espeak._Event.user_data.offset == 24 and espeak._Event.id.offset == 32
