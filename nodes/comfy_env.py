@@ -81,10 +81,9 @@ def input_directory_if_known() -> Optional[str]:
 
 
 def input_directory() -> str:
-    if _headless is not None:
-        return _headless.input_dir
-    if _folder_paths is not None:
-        return _folder_paths.get_input_directory()
+    folder = input_directory_if_known()
+    if folder is not None:
+        return folder
     raise RuntimeError("Not running inside ComfyUI or the talkinghead executor: no input folder is known.")
 
 

@@ -283,7 +283,13 @@ class ComfyServer:
                                       f"events: {[e.get('type') for e in events]}\n"
                                       f"--- server log tail ---\n{self.log_tail()}")
                 ws.settimeout(left)
-                msg = ws.recv()
+                try:
+                    msg = ws.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue  # the deadline check above reports it
+                except websocket.WebSocketConnectionClosedException as e:
+                    raise ServerError(f"the websocket closed while prompt {prompt_id} ran: {e}\n"
+                                      f"--- server log tail ---\n{self.log_tail()}") from e
                 if isinstance(msg, bytes):  # binary previews
                     continue
                 event = json.loads(msg)
