@@ -92,8 +92,8 @@ class TalkingHeadLoadAudio:
                     choices,
                     {
                         "default": SAMPLE_SPEECH,
-                        "audio_upload": True,
-                        "tooltip": "Speech to lip-sync: wav, flac, mp3, ogg, m4a... The sample is one sentence "
+                        "tooltip": "Speech to lip-sync: wav, flac, mp3, ogg, m4a... in ComfyUI's input folder (to "
+                        "upload a file, use core Load Audio: it connects here too). The sample is one sentence "
                         "spoken by espeak-ng, made on the spot (no download).",
                     },
                 ),

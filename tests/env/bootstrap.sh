@@ -81,6 +81,8 @@ setup_test() {
   ensure_venv "$venv"
   pip="$venv/bin/python -m pip"
   if [ "$(cat "$venv/.talkinghead-stamp" 2>/dev/null)" != "$stamp" ]; then
+    # pyproject's build requirements: tests build the wheel with --no-build-isolation (offline).
+    $pip install -q "setuptools>=68" wheel
     log "installing the CPU torch stack ComfyUI needs (first time: several minutes, ~7.5 GB)"
     $pip install -q -c tests/env/constraints.txt torch torchvision torchaudio
     log "installing ComfyUI's requirements"
