@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import os
 
 from ..pipeline import mux as mux_stage
 from ..pipeline.output_paths import next_output_path
 from . import comfy_env
+
+logger = logging.getLogger("talkinghead")
 
 try:  # ComfyUI versions with the VIDEO type (0.3.4x and later).
     from comfy_api.input_impl import VideoFromFile
@@ -88,7 +92,7 @@ class TalkingHeadMux:
             progress=comfy_env.progress_callback(len(frames)),
         )
         for note in result.notes:
-            print(f"[TalkingHead Mux] {note}")
+            logger.info("Mux: %s", note)
         video = VideoFromFile(result.path) if VideoFromFile is not None else MuxedVideo(result.path)
         preview = {"filename": os.path.basename(result.path), "subfolder": target.subfolder, "type": "output"}
         return {

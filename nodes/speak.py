@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 from ..pipeline import speak as speak_stage
 from . import comfy_env
+
+logger = logging.getLogger("talkinghead")
 
 SPEECH_TIMINGS = "TH_SPEECH_TIMINGS"
 
@@ -56,5 +60,5 @@ class TalkingHeadSpeak:
         config = speak_stage.SpeakConfig(voice=voice, rate_wpm=rate_wpm, pitch=pitch)
         spoken = speak_stage.speak(text, config, progress=comfy_env.progress_callback(max(len(text), 1)))
         for note in spoken.notes:
-            print(f"[TalkingHead Speak] {note}")
+            logger.warning("Speak: %s", note)
         return (comfy_env.clip_to_audio(spoken.audio), spoken.timings)

@@ -204,8 +204,7 @@ class _ServerProgress:
         self.start(node_id)
         bar = self.bars[node_id]
         bar.total = max(maximum, 1)
-        bar.n = value
-        bar.refresh()
+        bar.update(value - bar.n)  # update() honours tqdm's refresh interval
 
     def close(self) -> None:
         for bar in self.bars.values():

@@ -322,8 +322,7 @@ class _NodeProgress:
 
             self._bar = tqdm(total=total, desc=self.label, unit="step", file=sys.stderr, leave=True)
         self._bar.total = total
-        self._bar.n = done
-        self._bar.refresh()
+        self._bar.update(done - self._bar.n)  # update() honours tqdm's refresh interval
 
     def close(self) -> None:
         if self._bar is not None:
