@@ -7,3 +7,7 @@ test:
 # Developers: the fast tests only (no ComfyUI server, no browser).
 test-fast:
 	tests/env/bootstrap.sh test -m "not slow" $(ARGS)
+# Benchmarks (never timed asserts): results go to docs/benchmarks.md.
+bench:
+	tests/env/bootstrap.sh setup-test
+	.venv-test/bin/python tests/bench/run_all.py $(ARGS)
