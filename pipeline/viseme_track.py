@@ -1,0 +1,121 @@
+"""VisemeTrack: what the VisemeAligner gives every TemporalSampler engine.
+
+Timed words and phones, and per video frame a weight for each of the 15 visemes plus the mouth
+parameters animators use. Plain data, JSON round-trip, no ComfyUI.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .speech_timing import PhonemeTiming, WordTiming
+
+#: The 15-viseme set (Oculus/Meta lip-sync visemes): silence, then consonant and vowel shapes.
+VISEMES = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou")
+
+#: Mouth parameters, each 0..1:
+#:   jaw_open    0 closed teeth .. 1 wide open jaw
+#:   lip_width   0 narrow/pursed .. 1 wide (smile, "ee")
+#:   lip_round   0 relaxed .. 1 fully rounded/protruded ("oo", "w")
+#:   lip_closure 0 apart .. 1 lips pressed together (P, B, M)
+#:   lip_tuck    0 none .. 1 lower lip tucked under the upper teeth (F, V)
+MOUTH_PARAMS = ("jaw_open", "lip_width", "lip_round", "lip_closure", "lip_tuck")
+
+#: Silence in the phone lists (ARPAbet has no symbol for it).
+SILENCE = "SIL"
+
+
+@dataclass
+class VisemeTrack:
+    """Speech as mouth motion, sampled at the video frame rate.
+
+    Attributes:
+        fps: video frames per second the per-frame arrays are sampled at.
+        duration_s: length of the audio described.
+        words: timed words, in order (seconds from the first audio sample).
+        phones: timed phones in ARPAbet without stress digits ("AA", "P", ...; "SIL" for silence),
+            in order, covering 0..duration_s.
+        viseme_weights: float32 [num_frames, 15] in 0..1, each row sums to 1; column order VISEMES.
+            Frame i shows the instant i / fps.
+        mouth: float32 [num_frames, 5] in 0..1; column order MOUTH_PARAMS.
+        method: how the phones were found: "speech_timings", "forced_alignment",
+            "recognition", or "acoustic".
+        language: language code the audio was treated as.
+        alignment_score: mean per-frame acoustic score of the alignment where one was made
+            (higher is a better fit), else None.
+        warnings: things the user should know (fallbacks taken, silence only, ...).
+    """
+
+    fps: float
+    duration_s: float
+    words: list[WordTiming] = field(default_factory=list)
+    phones: list[PhonemeTiming] = field(default_factory=list)
+    viseme_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, len(VISEMES)), np.float32))
+    mouth: np.ndarray = field(default_factory=lambda: np.zeros((0, len(MOUTH_PARAMS)), np.float32))
+    method: str = ""
+    language: str = "en-us"
+    alignment_score: Optional[float] = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.viseme_weights.shape[0])
+
+    def frame_times_s(self) -> np.ndarray:
+        """float64 [num_frames]: the instant each frame shows."""
+        return np.arange(self.num_frames, dtype=np.float64) / self.fps
+
+    def dominant_visemes(self) -> list[str]:
+        """The heaviest viseme of each frame."""
+        return [VISEMES[i] for i in np.argmax(self.viseme_weights, axis=1)] if self.num_frames else []
+
+    def mouth_param(self, name: str) -> np.ndarray:
+        """float32 [num_frames] of one mouth parameter, by name (see MOUTH_PARAMS)."""
+        return self.mouth[:, MOUTH_PARAMS.index(name)]
+
+    def to_dict(self) -> dict:
+        return {
+            "format": "talkinghead.viseme_track/1",
+            "fps": self.fps,
+            "duration_s": self.duration_s,
+            "visemes": list(VISEMES),
+            "mouth_params": list(MOUTH_PARAMS),
+            "words": [vars(w) for w in self.words],
+            "phones": [vars(p) for p in self.phones],
+            "viseme_weights": np.round(self.viseme_weights, 4).tolist(),
+            "mouth": np.round(self.mouth, 4).tolist(),
+            "method": self.method,
+            "language": self.language,
+            "alignment_score": self.alignment_score,
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "VisemeTrack":
+        if list(raw.get("visemes", VISEMES)) != list(VISEMES) or list(raw.get("mouth_params", MOUTH_PARAMS)) != list(
+            MOUTH_PARAMS
+        ):
+            raise ValueError("viseme track: unknown viseme or mouth-parameter layout")
+        return cls(
+            fps=float(raw["fps"]),
+            duration_s=float(raw["duration_s"]),
+            words=[WordTiming(**w) for w in raw.get("words", [])],
+            phones=[PhonemeTiming(**p) for p in raw.get("phones", [])],
+            viseme_weights=np.asarray(raw.get("viseme_weights", []), np.float32).reshape(-1, len(VISEMES)),
+            mouth=np.asarray(raw.get("mouth", []), np.float32).reshape(-1, len(MOUTH_PARAMS)),
+            method=raw.get("method", ""),
+            language=raw.get("language", "en-us"),
+            alignment_score=raw.get("alignment_score"),
+            warnings=list(raw.get("warnings", [])),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "VisemeTrack":
+        return cls.from_dict(json.loads(text))
