@@ -95,6 +95,13 @@ def output_directory() -> str:
     raise RuntimeError("Not running inside ComfyUI or the talkinghead executor: no output folder is known.")
 
 
+def temp_directory() -> Optional[str]:
+    """ComfyUI's temp folder (node previews), or None when running headless (no previews)."""
+    if _headless is None and _folder_paths is not None:
+        return _folder_paths.get_temp_directory()
+    return None
+
+
 def progress_callback(total: int) -> Callable[[int, int], None]:
     """Returns progress(done, total) that drives ComfyUI's bar, or the headless one."""
     if _headless is not None:

@@ -6,11 +6,13 @@ Node type ids are global across every ComfyUI pack, so all of ours start with "T
 from .loaders import TalkingHeadLoadAudio, TalkingHeadLoadImage
 from .mux import TalkingHeadMux
 from .speak import TalkingHeadSpeak
+from .visemes import TalkingHeadVisemeAligner
 
 NODE_CLASS_MAPPINGS = {
     "TalkingHeadLoadImage": TalkingHeadLoadImage,
     "TalkingHeadLoadAudio": TalkingHeadLoadAudio,
     "TalkingHeadSpeak": TalkingHeadSpeak,
+    "TalkingHeadVisemeAligner": TalkingHeadVisemeAligner,
     "TalkingHeadMux": TalkingHeadMux,
 }
 
@@ -18,5 +20,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "TalkingHeadLoadImage": "Load Portrait (Talking Head)",
     "TalkingHeadLoadAudio": "Load Speech (Talking Head)",
     "TalkingHeadSpeak": "Speak (Talking Head)",
+    "TalkingHeadVisemeAligner": "Viseme Aligner (Talking Head)",
     "TalkingHeadMux": "Mux MP4 (Talking Head)",
 }

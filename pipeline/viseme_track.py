@@ -40,7 +40,8 @@ class VisemeTrack:
         phones: timed phones in ARPAbet without stress digits ("AA", "P", ...; "SIL" for silence),
             in order, covering 0..duration_s.
         viseme_weights: float32 [num_frames, 15] in 0..1, each row sums to 1; column order VISEMES.
-            Frame i shows the instant i / fps.
+            Frame i is on screen during [i / fps, (i + 1) / fps) and shows the mouth for the speech
+            heard during that interval (anticipation included; see `visemes.frame_visemes`).
         mouth: float32 [num_frames, 5] in 0..1; column order MOUTH_PARAMS.
         method: how the phones were found: "speech_timings", "forced_alignment",
             "recognition", or "acoustic".
@@ -66,7 +67,7 @@ class VisemeTrack:
         return int(self.viseme_weights.shape[0])
 
     def frame_times_s(self) -> np.ndarray:
-        """float64 [num_frames]: the instant each frame shows."""
+        """float64 [num_frames]: when each frame goes on screen (i / fps)."""
         return np.arange(self.num_frames, dtype=np.float64) / self.fps
 
     def dominant_visemes(self) -> list[str]:

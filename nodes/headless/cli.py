@@ -3,6 +3,7 @@
     talkinghead demo [--out DIR] [--text TEXT]
     talkinghead run WORKFLOW_API.json [--set NODE_ID.input=value ...] [--server URL] [--out DIR] [--input DIR]
     talkinghead speak TEXT [-o speech.wav] [--voice V] [--rate-wpm N] [--pitch N] [--timings speech.json]
+    talkinghead visemes AUDIO [--text T] [--fps F] [--format json|rhubarb] [-o OUT] [--preview PNG]
     talkinghead voices
 
 Exit status: 0 success, 1 a node failed, 2 bad command line or the workflow was refused,
@@ -168,6 +169,52 @@ def _cmd_speak(args) -> int:
     return 0
 
 
+def _write_text_atomically(path: str, text: str) -> None:
+    from ...pipeline.output_paths import atomic_write_path
+
+    with atomic_write_path(os.path.abspath(path), "--output") as temp_path:
+        Path(temp_path).write_text(text, encoding="utf-8")
+
+
+def _cmd_visemes(args) -> int:
+    from ...pipeline import rhubarb, viseme_aligner
+    from ...pipeline.audio_io import load_audio
+    from ...pipeline.errors import InputError
+
+    try:
+        clip = load_audio(args.audio, "AUDIO")
+        text = Path(args.text_file).read_text(encoding="utf-8") if args.text_file else args.text
+        track = viseme_aligner.align_speech(clip, fps=args.fps, transcript=text, language=args.language)
+        for warning in track.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if args.format == "rhubarb":
+            payload = rhubarb.track_to_rhubarb(track, sound_file=os.path.abspath(args.audio))
+        else:
+            payload = track.to_dict()
+        text_out = json.dumps(payload, indent=2 if args.format == "rhubarb" else None)
+        if args.output:
+            _write_text_atomically(args.output, text_out)
+            print(f"Wrote {args.output} ({track.method}, {len(track.words)} words, {track.num_frames} frames)",
+                  file=sys.stderr)
+        else:
+            print(text_out)
+        if args.preview:
+            from PIL import Image
+
+            from ...pipeline.audio_dsp import to_mono
+            from ...pipeline.output_paths import atomic_write_path
+            from ...pipeline.viseme_preview import render_timeline
+
+            image = render_timeline(track, to_mono(clip), clip.sample_rate)
+            with atomic_write_path(os.path.abspath(args.preview), "--preview") as temp_path:
+                Image.fromarray(image).save(temp_path, format="PNG")
+            print(f"Wrote {args.preview}", file=sys.stderr)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    return 0
+
+
 def _cmd_voices(_args) -> int:
     from ...pipeline.speak import list_voices
 
@@ -210,6 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--pitch", type=int, default=50)
     speak.add_argument("--timings", help="also write the phoneme/word timings as JSON here")
     speak.set_defaults(handler=_cmd_speak)
+
+    visemes = commands.add_parser("visemes", help="align speech and write the viseme track (ours or Rhubarb JSON)")
+    visemes.add_argument("audio", help="speech audio file (wav, flac, mp3, ogg, m4a, ...)")
+    visemes.add_argument("--text", help="transcript of the speech (improves accuracy)")
+    visemes.add_argument("--text-file", help="read the transcript from this file")
+    visemes.add_argument("--fps", type=float, default=25.0, help="video frame rate of the track (default 25)")
+    visemes.add_argument("--language", default="en-us", help="language code (default en-us)")
+    visemes.add_argument("--format", choices=("json", "rhubarb"), default="json",
+                         help="json: our VisemeTrack; rhubarb: Rhubarb Lip Sync JSON (mouthCues A-H, X)")
+    visemes.add_argument("-o", "--output", help="write here instead of standard output")
+    visemes.add_argument("--preview", help="also draw the timeline to this PNG")
+    visemes.set_defaults(handler=_cmd_visemes)
 
     voices = commands.add_parser("voices", help="list the espeak-ng voices")
     voices.set_defaults(handler=_cmd_voices)

@@ -1,0 +1,209 @@
+"""forced_align: pocketsphinx alignment and recognition, checked against Speak's exact timings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkinghead.pipeline import forced_align as fa
+from talkinghead.pipeline.audio import AudioClip
+from talkinghead.pipeline.audio_dsp import resample
+from talkinghead.pipeline.errors import InputError
+from talkinghead.pipeline.phoneset import ARPABET, convert_speech_timings
+from talkinghead.pipeline.speak import speak
+from talkinghead.pipeline.viseme_track import SILENCE
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "She sells sea shells by the sea shore.",
+    "I think that this is the right thing to do, although nobody agrees with me.",
+    "Judge George jogged through the gorgeous village with a badge.",
+    "Church bells rang while the children watched the cheerful choir.",
+    "We were walking on the warm white sand when the wind whistled.",
+    "Go slowly over the road to the old stone boat.",
+    "Play the game again today, and stay away from the rain.",
+    "Her first word was a bird, heard early in the third term.",
+    "Thousands of thoughtful people gathered there yesterday.",
+]
+
+
+def _matched_start_errors(truth, found) -> list[float]:
+    """|start difference| of phones paired by an edit-distance alignment of the label sequences."""
+    a = [p for p in truth if p.phoneme != SILENCE]
+    b = [p for p in found if p.phoneme != SILENCE]
+    n, m = len(a), len(b)
+    d = np.zeros((n + 1, m + 1))
+    d[:, 0], d[0, :] = np.arange(n + 1), np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1,
+                          d[i - 1, j - 1] + (a[i - 1].phoneme != b[j - 1].phoneme))
+    i, j, errors = n, m, []
+    while i > 0 and j > 0:
+        same = a[i - 1].phoneme == b[j - 1].phoneme
+        if d[i, j] == d[i - 1, j - 1] + (not same):
+            if same:
+                errors.append(abs(a[i - 1].start_s - b[j - 1].start_s))
+            i, j = i - 1, j - 1
+        elif d[i, j] == d[i - 1, j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return errors
+
+
+def _check_contiguous(phones, duration):
+    assert phones[0].start_s == pytest.approx(0.0, abs=1e-6)
+    assert phones[-1].end_s == pytest.approx(duration, abs=0.011)
+    for x, y in zip(phones, phones[1:]):
+        assert x.end_s == pytest.approx(y.start_s, abs=1e-6)
+    assert all(p.phoneme in set(ARPABET) | {SILENCE} for p in phones)
+
+
+def test_alignment_matches_speak_timings():
+    errors = []
+    for sentence in SENTENCES:
+        sp = speak(sentence)
+        al = fa.align(sp.audio, sentence)
+        _check_contiguous(al.phones, sp.audio.duration_s)
+        assert [w.word for w in al.words] == [t.strip(".,?") for t in sentence.split()]
+        errors += _matched_start_errors(convert_speech_timings(sp.timings), al.phones)
+    errors_ms = np.array(errors) * 1000
+    assert len(errors_ms) > 250
+    assert np.median(errors_ms) <= 15.0, np.median(errors_ms)
+    assert np.percentile(errors_ms, 90) <= 35.0, np.percentile(errors_ms, 90)
+
+
+def test_unknown_words_get_pronunciations_and_times():
+    text = "Zorblax ate a flibbertigibbet at 25 past nine."
+    sp = speak(text)
+    al = fa.align(sp.audio, text)
+    assert {"Zorblax", "flibbertigibbet", "25"} <= set(al.oov_words)
+    assert [w.word for w in al.words] == ["Zorblax", "ate", "a", "flibbertigibbet", "at", "25",
+                                          "past", "nine"]
+    truth = {w.word: w for w in sp.timings.words}
+    for w in al.words:
+        assert 0 <= w.start_s < w.end_s <= sp.audio.duration_s + 1e-6
+    for name in ("Zorblax", "flibbertigibbet"):
+        got = next(w for w in al.words if w.word == name)
+        assert abs(got.start_s - truth[name].start_s) < 0.08
+    assert any("espeak" in n for n in al.notes)
+
+
+def test_transcript_normalisation():
+    tokens = fa._tokens("Don\u2019t stop -- it's well-known, OK? (Yes!)")
+    assert tokens == ["Don't", "stop", "it's", "well-known", "OK", "Yes"]
+
+
+def test_resampled_stereo_input_gives_the_same_alignment():
+    text = SENTENCES[1]
+    sp = speak(text)
+    mono = fa.align(sp.audio, text)
+    x = resample(sp.audio.samples[0], sp.audio.sample_rate, 44100)
+    stereo = AudioClip(np.stack([x, x * 0.9]).astype(np.float32), 44100)
+    other = fa.align(stereo, text)
+    assert [p.phoneme for p in other.phones] == [p.phoneme for p in mono.phones]
+    diffs = np.array([abs(a.start_s - b.start_s) for a, b in zip(mono.phones, other.phones)])
+    assert np.mean(diffs <= 0.0101) >= 0.9 and diffs.max() <= 0.03
+
+
+def test_wrong_transcript_is_detected():
+    for i in (0, 2, 4):
+        sp = speak(SENTENCES[i])
+        right = fa.align(sp.audio, SENTENCES[i])
+        wrong = fa.align(sp.audio, SENTENCES[(i + 5) % len(SENTENCES)])
+        assert wrong.score < right.score
+        assert fa.transcript_mismatch(wrong)
+        if right.score != 0.0:  # 0.0: the unscored fallback search was used (see docstring)
+            assert not fa.transcript_mismatch(right)
+
+
+def test_recognition_without_transcript():
+    sp = speak("I think that this is the right thing to do, although nobody agrees with me.")
+    rec = fa.recognize(sp.audio)
+    truth = "i think that this is the right thing to do although nobody agrees with me".split()
+    hyp = rec.transcript.split()
+    assert _word_error_rate(truth, hyp) <= 0.35, rec.transcript
+    assert rec.words and rec.method_note
+    _check_contiguous(rec.phones, sp.audio.duration_s)
+
+
+def test_phone_loop_recognition_gives_phones():
+    sp = speak("Go slowly over the road.")
+    rec = fa.recognize(sp.audio, method="phones")
+    _check_contiguous(rec.phones, sp.audio.duration_s)
+    assert sum(p.phoneme != SILENCE for p in rec.phones) >= 8
+
+
+def _word_error_rate(ref, hyp) -> float:
+    d = np.zeros((len(ref) + 1, len(hyp) + 1))
+    d[:, 0], d[0, :] = np.arange(len(ref) + 1), np.arange(len(hyp) + 1)
+    for i in range(1, len(ref) + 1):
+        for j in range(1, len(hyp) + 1):
+            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
+    return d[-1, -1] / len(ref)
+
+
+def test_segmented_alignment(monkeypatch):
+    # Small limits so that ~20 s of speech goes through the segment-by-segment path.
+    monkeypatch.setattr(fa, "SINGLE_PASS_S", 4.0)
+    monkeypatch.setattr(fa, "MAX_SEGMENT_S", 6.0)
+    text = " ".join(SENTENCES[:7])
+    sp = speak(text)
+    segments = fa._segments(fa._prepare_audio(sp.audio))
+    assert len(segments) >= 3
+    seen = []
+    al = fa.align(sp.audio, text, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1][0] == seen[-1][1] == len(segments)
+    _check_contiguous(al.phones, sp.audio.duration_s)
+    assert len(al.words) == len(text.split())
+    errors_ms = np.array(_matched_start_errors(convert_speech_timings(sp.timings), al.phones)) * 1000
+    assert np.median(errors_ms) <= 15.0 and np.percentile(errors_ms, 90) <= 40.0
+    assert not any("failed" in n for n in al.notes)
+
+
+@pytest.mark.slow
+def test_three_minutes_of_speech():
+    text = " ".join(SENTENCES[i % len(SENTENCES)] for i in range(60))
+    sp = speak(text)
+    assert sp.audio.duration_s > 150
+    al = fa.align(sp.audio, text)
+    _check_contiguous(al.phones, sp.audio.duration_s)
+    assert len(al.words) == len(text.split())
+    errors_ms = np.array(_matched_start_errors(convert_speech_timings(sp.timings), al.phones)) * 1000
+    assert np.median(errors_ms) <= 15.0 and np.percentile(errors_ms, 90) <= 40.0
+
+
+def test_languages():
+    assert fa.supports_language("en") and fa.supports_language("en-GB") and fa.supports_language("en_US")
+    assert not fa.supports_language("de") and not fa.supports_language("fr-fr")
+    clip = AudioClip(np.zeros((1, 16000), np.float32), 16000)
+    with pytest.raises(InputError) as err:
+        fa.align(clip, "hallo welt", language="de")
+    assert err.value.input_name == "language"
+    with pytest.raises(InputError) as err:
+        fa.recognize(clip, language="de")
+    assert err.value.input_name == "language"
+
+
+def test_bad_input():
+    clip = AudioClip(np.zeros((1, 16000), np.float32), 16000)
+    for text in ("", "   ", "?!"):
+        with pytest.raises(InputError) as err:
+            fa.align(clip, text)
+        assert err.value.input_name == "transcript"
+    with pytest.raises(InputError) as err:
+        fa.align(AudioClip(np.zeros((1, 1000), np.float32), 16000), "hello")
+    assert err.value.input_name == "audio"
+    bad = np.zeros((1, 16000), np.float32)
+    bad[0, 10] = np.nan
+    with pytest.raises(InputError) as err:
+        fa.align(AudioClip(bad, 16000), "hello")
+    assert err.value.input_name == "audio"
+
+
+def test_silence_only_does_not_crash():
+    clip = AudioClip(np.zeros((1, 16000), np.float32), 16000)
+    al = fa.align(clip, "hello world")
+    _check_contiguous(al.phones, 1.0)
+    assert [w.word for w in al.words] == ["hello", "world"]

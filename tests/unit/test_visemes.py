@@ -1,0 +1,229 @@
+"""Phones -> visemes and mouth parameters per video frame (pipeline/visemes.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from talkinghead.pipeline import visemes
+from talkinghead.pipeline.speech_timing import PhonemeTiming as P, WordTiming
+from talkinghead.pipeline.viseme_track import MOUTH_PARAMS, VISEMES, VisemeTrack
+from talkinghead.pipeline.visemes import (
+    ARPABET_PHONES, PHONE_TO_VISEME, VISEME_MOUTH, CoarticulationConfig, build_track, frame_visemes,
+)
+
+JAW, WIDTH, ROUND, CLOSURE, TUCK = range(5)
+
+
+def seq(*items, start=0.0):
+    """[("AA", 0.1), ...] -> contiguous PhonemeTimings."""
+    out, t = [], start
+    for ph, d in items:
+        out.append(P(ph, t, t + d))
+        t += d
+    return out
+
+
+def test_mapping_covers_every_arpabet_phone_and_silence():
+    assert len(ARPABET_PHONES) == 39
+    for ph in ARPABET_PHONES + ("SIL",):
+        assert PHONE_TO_VISEME[ph] in VISEMES
+    assert set(PHONE_TO_VISEME.values()) == set(VISEMES)
+    assert {PHONE_TO_VISEME[p] for p in "P B M".split()} == {"PP"}
+    assert {PHONE_TO_VISEME[p] for p in "F V".split()} == {"FF"}
+    assert PHONE_TO_VISEME["SIL"] == "sil"
+
+
+def test_same_phone_set_as_phoneset():
+    phoneset = pytest.importorskip("talkinghead.pipeline.phoneset")
+    assert set(phoneset.ARPABET) == set(ARPABET_PHONES)
+
+
+def test_viseme_mouth_targets_in_range():
+    assert set(VISEME_MOUTH) == set(VISEMES)
+    for name, target in VISEME_MOUTH.items():
+        assert len(target) == len(MOUTH_PARAMS) and all(0 <= v <= 1 for v in target), name
+    assert VISEME_MOUTH["PP"][CLOSURE] == 1.0 and VISEME_MOUTH["FF"][TUCK] == 1.0
+    assert VISEME_MOUTH["aa"][JAW] >= 0.8 and VISEME_MOUTH["ou"][ROUND] == 1.0
+
+
+def test_normalize_and_hh_context():
+    assert visemes.normalize_phone("ah0") == "AH"
+    assert visemes.normalize_phone("sp") == "SIL" and visemes.normalize_phone("") == "SIL"
+    assert visemes.normalize_phone("xyz") == "AH"
+    assert visemes.viseme_of("HH", next_phone="UW") == "ou"
+    assert visemes.viseme_of("HH", next_phone="SIL", prev_phone="IY") == "ih"
+
+
+def sentence():
+    return seq(("SIL", 0.2), ("HH", 0.05), ("AY", 0.2), ("P", 0.06), ("AA", 0.25), ("M", 0.08),
+               ("UW", 0.2), ("F", 0.08), ("IH", 0.1), ("SH", 0.1), ("SIL", 0.3))
+
+
+@pytest.mark.parametrize("fps", [23.976, 25, 29.97, 60, 100])
+def test_shapes_rows_and_ranges(fps):
+    phones = sentence()
+    duration = phones[-1].end_s
+    w, m = frame_visemes(phones, duration, fps)
+    n = max(1, round(duration * fps))
+    assert w.shape == (n, 15) and m.shape == (n, 5)
+    assert w.dtype == np.float32 and m.dtype == np.float32
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-5)
+    assert (w >= 0).all() and (m >= 0).all() and (m <= 1).all()
+
+
+@pytest.mark.parametrize("duration", [0.2, 1.0, 3.3337, 61.01])
+@pytest.mark.parametrize("fps", [23.976, 25, 29.97, 60])
+def test_frame_count_is_round_duration_times_fps(duration, fps):
+    w, m = frame_visemes([P("AA", 0.0, duration)], duration, fps)
+    assert len(w) == len(m) == max(1, round(duration * fps)) == visemes.frame_count(duration, fps)
+
+
+@pytest.mark.parametrize("fps", [25, 23.976, 29.97, 60])
+@pytest.mark.parametrize("phone", ["P", "B", "M"])
+def test_short_closure_is_always_shown(fps, phone):
+    # 20 ms of P/B/M between open vowels, at several offsets against the frame grid.
+    for offset in np.linspace(0, 0.04, 9):
+        phones = seq(("SIL", 0.3 + offset), ("AA", 0.2), (phone, 0.02), ("AA", 0.2), ("SIL", 0.3))
+        duration = phones[-1].end_s
+        w, m = frame_visemes(phones, duration, fps)
+        assert m[:, CLOSURE].max() >= 0.9, (offset, m[:, CLOSURE].max())
+        f = int(np.argmax(m[:, CLOSURE]))
+        assert VISEMES[int(np.argmax(w[f]))] == "PP"
+        assert abs(f / fps - phones[2].start_s) < 0.2  # near the closure, not in the silence
+
+
+def test_mouth_starts_closing_before_p():
+    phones = seq(("SIL", 0.3), ("AA", 0.3), ("P", 0.08), ("AA", 0.3), ("SIL", 0.3))
+    p_start = phones[2].start_s
+    w, m = frame_visemes(phones, phones[-1].end_s, 100)
+    before = int(p_start * 100) - 2  # the frame [p_start-20ms, p_start-10ms)
+    assert m[before, CLOSURE] > 0.5
+    assert m[before, JAW] < m[int(0.45 * 100), JAW]  # jaw already rising from the open vowel
+    assert m[int(0.35 * 100), CLOSURE] < 0.1         # but not during the body of the vowel
+
+
+def test_long_aa_opens_the_jaw_and_silence_rests():
+    phones = seq(("SIL", 0.5), ("AA", 0.4), ("SIL", 0.5))
+    w, m = frame_visemes(phones, 1.4, 25)
+    middle = int(0.7 * 25)
+    assert m[middle, JAW] > 0.75
+    assert VISEMES[int(np.argmax(w[middle]))] == "aa"
+    for f in (2, 33):
+        assert VISEMES[int(np.argmax(w[f]))] == "sil" and m[f, JAW] < 0.1
+
+
+def test_rounding_is_anticipated_across_consonants():
+    # "s t r oo": lips round before the vowel starts
+    phones = seq(("SIL", 0.3), ("IY", 0.2), ("S", 0.08), ("T", 0.05), ("UW", 0.3), ("SIL", 0.3))
+    uw = phones[4].start_s
+    w, m = frame_visemes(phones, phones[-1].end_s, 100)
+    assert m[int((uw - 0.04) * 100), ROUND] > m[int((phones[1].start_s + 0.1) * 100), ROUND] + 0.2
+
+
+def test_low_dominance_consonants_take_the_vowel_lips():
+    # K between two rounded vowels is rounded, between two spread vowels it is spread.
+    rounded = seq(("SIL", 0.2), ("UW", 0.2), ("K", 0.06), ("UW", 0.2), ("SIL", 0.2))
+    spread = seq(("SIL", 0.2), ("IY", 0.2), ("K", 0.06), ("IY", 0.2), ("SIL", 0.2))
+    k = int((0.43) * 100)
+    _, mr = frame_visemes(rounded, 0.86, 100)
+    _, ms = frame_visemes(spread, 0.86, 100)
+    assert mr[k, ROUND] > 0.7 and ms[k, ROUND] < 0.2
+    assert ms[k, WIDTH] > mr[k, WIDTH] + 0.4
+
+
+def test_f_v_tuck_and_short_ones_still_shown():
+    phones = seq(("SIL", 0.3), ("AA", 0.2), ("F", 0.015), ("AA", 0.2), ("SIL", 0.3))
+    w, m = frame_visemes(phones, phones[-1].end_s, 25)
+    assert m[:, TUCK].max() >= 0.9
+
+
+def test_diphthong_glides():
+    phones = seq(("SIL", 0.3), ("AY", 0.4), ("SIL", 0.3))
+    w, m = frame_visemes(phones, 1.0, 100)
+    assert VISEMES[int(np.argmax(w[40]))] == "aa" and VISEMES[int(np.argmax(w[66]))] == "ih"
+    assert m[40, JAW] > m[66, JAW] + 0.3
+
+
+def test_silence_only_and_empty_phone_lists():
+    for phones in ([], [P("SIL", 0.0, 2.0)]):
+        w, m = frame_visemes(phones, 2.0, 25)
+        assert len(w) == 50
+        assert set(np.argmax(w, axis=1).tolist()) == {VISEMES.index("sil")}
+        assert m[:, JAW].max() < 0.05
+
+
+def test_messy_input_is_cleaned():
+    # unsorted, overlapping, gaps, stress digits, lower case, NaN, past the end
+    phones = [P("aa1", 0.5, 0.8), P("K", 0.1, 0.2), P("IY", 0.15, 0.3), P("zzz", 0.9, 1.0),
+              P("S", float("nan"), 0.4), P("M", 1.1, 5.0)]
+    w, m = frame_visemes(phones, 1.5, 25)
+    assert len(w) == 38 and np.isfinite(w).all() and np.isfinite(m).all()
+    track = build_track(phones, [], 1.5, 25, method="test")
+    assert [p.phoneme for p in track.phones] == ["SIL", "K", "IY", "SIL", "AA", "SIL", "AH", "SIL", "M"]
+    ends = [p.end_s for p in track.phones]
+    assert ends[-1] == 1.5 and all(a.end_s == b.start_s for a, b in zip(track.phones, track.phones[1:]))
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "x"])
+def test_bad_fps_and_duration(bad):
+    with pytest.raises(ValueError, match="fps"):
+        frame_visemes([], 1.0, bad)
+    with pytest.raises(ValueError, match="duration_s"):
+        frame_visemes([], bad, 25)
+
+
+def test_config_is_validated_and_changes_motion():
+    with pytest.raises(ValueError):
+        CoarticulationConfig(anticipation_s=0)
+    with pytest.raises(ValueError):
+        CoarticulationConfig(occlusion_min_s=0.2, occlusion_max_s=0.1)
+    phones = seq(("SIL", 0.3), ("AA", 0.2), ("UW", 0.2), ("SIL", 0.3))
+    _, slow = frame_visemes(phones, 1.0, 100, CoarticulationConfig(anticipation_s=0.08, rounding_anticipation_s=0.15))
+    _, fast = frame_visemes(phones, 1.0, 100)
+    assert slow[int(0.45 * 100), ROUND] > fast[int(0.45 * 100), ROUND]
+
+
+def test_hour_long_track_runs():
+    rng = np.random.default_rng(1)
+    durations = rng.uniform(0.03, 0.2, size=25000)
+    starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]])
+    names = rng.choice(np.array(ARPABET_PHONES + ("SIL",)), size=len(durations))
+    phones = [P(str(n), float(s), float(s + d)) for n, s, d in zip(names, starts, durations)]
+    duration = float(starts[-1] + durations[-1])
+    assert duration > 2800
+    w, m = frame_visemes(phones, duration, 25)
+    assert len(w) == round(duration * 25)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_build_track_round_trip():
+    phones = sentence()
+    words = [WordTiming("hi", 0.2, 0.45), WordTiming("pam", 0.45, 0.84)]
+    track = build_track(phones, words, phones[-1].end_s, 23.976, method="speech_timings", alignment_score=-1.5,
+                        warnings=["note"])
+    assert track.fps == 23.976 and track.method == "speech_timings" and track.warnings == ["note"]
+    assert track.num_frames == round(phones[-1].end_s * 23.976)
+    again = VisemeTrack.from_json(json.dumps(json.loads(track.to_json())))
+    assert again.num_frames == track.num_frames and [p.phoneme for p in again.phones] == [p.phoneme for p in track.phones]
+    np.testing.assert_allclose(again.mouth, track.mouth, atol=1e-4)
+
+
+def test_realistic_speech_from_speak():
+    speak = pytest.importorskip("talkinghead.pipeline.speak")
+    phoneset = pytest.importorskip("talkinghead.pipeline.phoneset")
+    try:
+        spoken = speak.speak("Bob might buy a map.", speak.SpeakConfig())
+    except Exception as exc:  # espeak-ng missing in this environment
+        pytest.skip(f"Speak unavailable: {exc}")
+    phones = phoneset.convert_speech_timings(spoken.timings)
+    track = build_track(phones, spoken.timings.words, spoken.audio.duration_s, 25, method="speech_timings")
+    closures = [p for p in track.phones if p.phoneme in ("P", "B", "M")]
+    assert len(closures) >= 4
+    closure = track.mouth_param("lip_closure")
+    for p in closures:  # every closure is visible within its occlusion window
+        first = max(0, int((p.start_s - 0.12) * 25))
+        last = int(p.end_s * 25) + 1
+        assert closure[first:last + 1].max() >= 0.9, p
