@@ -106,6 +106,10 @@ def run_workflow(graph: dict, *, server: Optional[str], out_dir: str, input_dir:
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_UNREACHABLE
             _summarise_outputs(run.outputs, run.files)
+            if run.node_errors:
+                error = {"message": "ComfyUI refused part of the workflow (it ran the valid outputs only)"}
+                print("error: " + format_validation_errors(error, run.node_errors, graph), file=sys.stderr)
+                return EXIT_REFUSED
         else:
             try:
                 from .executor import run_graph

@@ -34,12 +34,14 @@ class ServerRun:
         outputs: node id -> UI outputs, from /history.
         files: local paths of the downloaded output files.
         events: every websocket message (type, data) seen for this prompt, in order.
+        node_errors: outputs ComfyUI refused while running the others (shaped like /prompt's).
     """
 
     prompt_id: str
     outputs: dict[str, dict[str, Any]]
     files: list[str] = field(default_factory=list)
     events: list[tuple[str, dict]] = field(default_factory=list)
+    node_errors: dict[str, dict] = field(default_factory=dict)
 
 
 class ComfyClient:
@@ -67,21 +69,25 @@ class ComfyClient:
                 "Start ComfyUI, or check the address and port."
             ) from exc
 
-    def submit(self, graph: dict) -> str:
-        """Queues the graph; returns its prompt_id. Raises GraphValidationError on HTTP 400."""
+    def submit(self, graph: dict) -> tuple[str, dict]:
+        """Queues the graph; returns (prompt_id, node_errors of outputs ComfyUI dropped).
+
+        ComfyUI refuses a graph (HTTP 400, GraphValidationError here) only when no output is
+        valid; otherwise it queues the valid outputs and lists the others in `node_errors`.
+        """
         status, payload = self._request("POST", "/prompt", {"prompt": graph, "client_id": self.client_id})
         try:
             answer = json.loads(payload or b"{}")
         except json.JSONDecodeError:
             answer = {}
+        if status == 200 and "prompt_id" in answer:
+            return answer["prompt_id"], answer.get("node_errors") or {}
         if status == 400 or answer.get("node_errors") or answer.get("error"):
             error = answer.get("error") or {"type": "http_400", "message": payload.decode(errors="replace")[:500]}
             if isinstance(error, str):
                 error = {"type": "error", "message": error}
             raise GraphValidationError(error, answer.get("node_errors") or {})
-        if status != 200 or "prompt_id" not in answer:
-            raise ServerUnreachable(f"--server: POST /prompt answered HTTP {status}: {payload[:500]!r}")
-        return answer["prompt_id"]
+        raise ServerUnreachable(f"--server: POST /prompt answered HTTP {status}: {payload[:500]!r}")
 
     def history(self, prompt_id: str) -> dict:
         status, payload = self._request("GET", f"/history/{urllib.parse.quote(prompt_id)}")
@@ -128,7 +134,7 @@ class ComfyClient:
         bars = _ServerProgress(graph, enabled=progress)
         events: list[tuple[str, dict]] = []
         try:
-            prompt_id = self.submit(graph)
+            prompt_id, dropped_outputs = self.submit(graph)
             while True:
                 message = socket.recv()
                 if not isinstance(message, str):
@@ -156,7 +162,7 @@ class ComfyClient:
             socket.close()
         entry = self.history(prompt_id)
         outputs = entry.get("outputs", {})
-        run = ServerRun(prompt_id=prompt_id, outputs=outputs, events=events)
+        run = ServerRun(prompt_id=prompt_id, outputs=outputs, events=events, node_errors=dropped_outputs)
         if out_dir is not None:
             for node_outputs in outputs.values():
                 for key in OUTPUT_FILE_KEYS:

@@ -18,9 +18,20 @@ from typing import Optional
 from .executor import _input_specs, _is_link, _numeric_first, pack_node_classes
 
 WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
-COLUMN_WIDTH_PX = 420
-ROW_HEIGHT_PX = 330
-NODE_SIZE_PX = (360, 260)
+COLUMN_WIDTH_PX = 440
+NODE_WIDTH_PX = 380
+ROW_GAP_PX = 40
+SLOT_HEIGHT_PX = 24  # one input, output or widget row
+MULTILINE_HEIGHT_PX = 110
+#: Room for what an output node shows after running (video or image preview, report box).
+PREVIEW_HEIGHT_PX = 520
+
+
+def _node_height_px(specs: dict, node_class: type) -> int:
+    rows = len(specs) + len(node_class.RETURN_TYPES)
+    multiline = sum(1 for _s, _t, options in specs.values() if options.get("multiline"))
+    preview = PREVIEW_HEIGHT_PX if getattr(node_class, "OUTPUT_NODE", False) else 0
+    return 40 + rows * SLOT_HEIGHT_PX + multiline * MULTILINE_HEIGHT_PX + preview
 
 
 def _depths(graph: dict) -> dict[str, int]:
@@ -43,7 +54,7 @@ def api_to_ui(graph: dict, node_classes: Optional[dict] = None) -> dict:
     ordered = sorted(graph, key=_numeric_first)
     ui_id = {node_id: int(node_id) if node_id.isdigit() else 1000 + i for i, node_id in enumerate(ordered)}
     depths = _depths(graph)
-    rows: dict[int, int] = {}
+    column_y: dict[int, int] = {}
     links, ui_nodes = [], []
     outputs_links: dict[tuple[str, int], list[int]] = {}
 
@@ -82,13 +93,14 @@ def api_to_ui(graph: dict, node_classes: Optional[dict] = None) -> dict:
             for i, output_type in enumerate(node_class.RETURN_TYPES)
         ]
         column = depths[node_id]
-        row = rows.get(column, 0)
-        rows[column] = row + 1
+        y = column_y.get(column, 50)
+        height = _node_height_px(specs, node_class)
+        column_y[column] = y + height + ROW_GAP_PX
         ui_node = {
             "id": ui_id[node_id],
             "type": node["class_type"],
-            "pos": [50 + column * COLUMN_WIDTH_PX, 50 + row * ROW_HEIGHT_PX],
-            "size": list(NODE_SIZE_PX),
+            "pos": [50 + column * COLUMN_WIDTH_PX, y],
+            "size": [NODE_WIDTH_PX, height],
             "flags": {},
             "order": order,
             "mode": 0,

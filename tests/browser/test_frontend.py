@@ -223,5 +223,15 @@ def test_queue_workflow_from_page_shows_video(frontend, comfy_server, artifacts_
     assert videos, f"no <video> element plays {filename}: {preview}"
     assert videos[0]["readyState"] >= 2 and videos[0]["width"] > 0, (
         f"the browser could not decode {filename}: {videos[0]}")
+    # Our extension writes each node's report into a read-only box on the node.
+    reports = frontend.page.evaluate(
+        "() => Object.fromEntries(window.app.graph._nodes.map(n => [n.type, "
+        "(n.widgets || []).find(w => w.name === 'talkinghead_report')?.value ?? null]))")
+    assert "A/V offset" in (reports.get("TalkingHeadMux") or ""), reports
+    assert "forced_alignment" in (reports.get("TalkingHeadVisemeAligner") or ""), reports
+    aligner_previews = frontend.page.evaluate(
+        "() => window.app.graph._nodes.filter(n => n.type === 'TalkingHeadVisemeAligner')"
+        ".map(n => (n.imgs || []).length)")
+    assert aligner_previews and aligner_previews[0] >= 1, "the Viseme Aligner shows no timeline preview"
     assert not frontend.our_errors(), "\n".join(frontend.our_errors())
     print(f"\n[frontend] {workflow.name} queued from the page, done in {seconds:.1f} s")

@@ -38,8 +38,16 @@ def test_server_validation_errors_are_rendered_and_exit_2(comfy_server, tmp_path
     done = talkinghead("run", str(WORKFLOW), "--server", comfy_server.url, "--out", str(tmp_path),
                        "--set", "3.crf=99", cwd=tmp_path)
     assert done.returncode == 2
-    assert "Prompt outputs failed validation" in done.stderr
+    # The Viseme Aligner output is still valid, so ComfyUI queues it and drops only the Mux.
+    assert "ComfyUI refused part of the workflow" in done.stderr
     assert "node #3 Mux MP4: Value 99 bigger than max of 51" in done.stderr
+    assert not list(tmp_path.rglob("*.mp4"))
+
+    done = talkinghead("run", str(WORKFLOW), "--server", comfy_server.url, "--out", str(tmp_path),
+                       "--set", "3.crf=99", "--set", "4.fps=0", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Prompt outputs failed validation" in done.stderr
+    assert "node #4 Viseme Aligner: Value 0.0 smaller than min of 1.0" in done.stderr
 
 
 def test_server_node_failure_names_node_and_input_and_exits_1(comfy_server, tmp_path):
