@@ -12,8 +12,13 @@ espeak-ng marks a stop or affricate (p t k b d g tS dZ) at its *release* and ren
 before it as exact digital silence, counted in the previous phoneme's time. Lips are closed (P, B)
 and the tongue is at the stop (T, K) during that silence, and an aligner puts the stop's start at
 the closure's start. So the stop's start is moved back to the start of that silence run (within
-the previous phone; after a pause, by the item's typical closure length). `correct_stop_closures`
-does this and says how much it moved; `CorpusItem.raw_phones` keeps espeak's labels unchanged.
+the previous phone; after a pause, by the item's typical closure length). The breathy variants
+(en-us+f3, en-gb+f2) leave a noise floor in the closure instead of digital silence: there a
+voiceless stop's closure is the run of 2.5 ms windows 28 dB under the utterance's vowel level.
+`correct_stop_closures` does this and says how much it moved; `CorpusItem.raw_phones` keeps
+espeak's labels unchanged. The times are laid out from espeak's events here (only the product's
+mnemonic -> ARPAbet label table is reused), not by `phoneset.convert_speech_timings`, which
+estimates stop closures from the speaking rate: the code under test must not define the truth.
 
 Noise: white or pink, from a seeded RNG (seed from the item id), scaled to an SNR measured against
 the power of the speech samples (digital-silence samples excluded).
