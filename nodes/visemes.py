@@ -8,7 +8,7 @@ import os
 
 from ..pipeline import rhubarb, viseme_aligner, viseme_preview
 from ..pipeline.audio_dsp import to_mono
-from ..pipeline.output_paths import atomic_write_path, next_output_path
+from ..pipeline.output_paths import atomic_write_path, next_output_path, save_json
 from . import comfy_env
 from .speak import SPEECH_TIMINGS
 
@@ -18,11 +18,8 @@ VISEME_TRACK = "TH_VISEME_TRACK"
 EXPORTS = ("none", "track_json", "rhubarb_json", "both")
 
 
-def _save_json(payload: dict, prefix: str, suffix: str) -> dict:
-    target = next_output_path(comfy_env.output_directory(), prefix + suffix, "json")
-    with atomic_write_path(target.path, "filename_prefix") as temp_path:
-        with open(temp_path, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle)
+def _save_json(payload: dict, prefix: str) -> dict:
+    target = save_json(comfy_env.output_directory(), prefix, payload)
     return {"filename": target.filename, "subfolder": target.subfolder, "type": "output"}
 
 
@@ -110,9 +107,9 @@ class TalkingHeadVisemeAligner:
         timeline = viseme_preview.render_timeline(track, to_mono(clip), clip.sample_rate)
         saved = []
         if export in ("track_json", "both"):
-            saved.append(_save_json(track.to_dict(), filename_prefix, ""))
+            saved.append(_save_json(track.to_dict(), filename_prefix))
         if export in ("rhubarb_json", "both"):
-            saved.append(_save_json(rhubarb_payload, filename_prefix, "_rhubarb"))
+            saved.append(_save_json(rhubarb_payload, filename_prefix + "_rhubarb"))
         ui = {
             "images": _preview_ui(timeline),
             "text": [f"{track.method}: {len(track.words)} words, {len(track.phones)} phones, "

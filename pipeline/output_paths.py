@@ -13,11 +13,12 @@ into place only when the writer succeeded, and deleted on any error.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import tempfile
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import InputError
 
@@ -196,3 +197,12 @@ def atomic_write_path(final_path: str, input_name: str = "output_path") -> Itera
         with contextlib.suppress(OSError):
             os.unlink(temp_path)
         raise
+
+
+def save_json(output_dir: str, filename_prefix: str, payload: Any) -> OutputPath:
+    """Writes `payload` as JSON to the next free `prefix_NNNNN_.json` in output_dir, atomically."""
+    target = next_output_path(output_dir, filename_prefix, "json")
+    with atomic_write_path(target.path, "filename_prefix") as temp_path:
+        with open(temp_path, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle)
+    return target

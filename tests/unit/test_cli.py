@@ -86,3 +86,34 @@ def test_speak_writes_wav_and_timings(tmp_path):
     timings = json.loads((tmp_path / "s.json").read_text())
     assert [w["word"] for w in timings["words"]] == ["Hello", "there", "world"]
     assert abs(timings["duration_s"] - duration_s) < 0.05
+
+
+def test_visemes_writes_rhubarb_json_and_a_preview(tmp_path):
+    wav = tmp_path / "s.wav"
+    assert talkinghead("speak", "Bob bought a blue map.", "-o", str(wav), cwd=tmp_path).returncode == 0
+    done = talkinghead("visemes", str(wav), "--text", "Bob bought a blue map.", "--format", "rhubarb",
+                       "-o", str(tmp_path / "cues.json"), "--preview", str(tmp_path / "timeline.png"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    cues = json.loads((tmp_path / "cues.json").read_text())
+    assert cues["metadata"]["soundFile"] == str(wav)
+    values = [cue["value"] for cue in cues["mouthCues"]]
+    assert set(values) <= set("ABCDEFGHX") and "A" in values  # B, b, p, m close the lips
+    assert all(a["end"] == b["start"] for a, b in zip(cues["mouthCues"], cues["mouthCues"][1:]))
+    from PIL import Image
+
+    assert Image.open(tmp_path / "timeline.png").size == (1280, 360)
+
+
+def test_visemes_track_json_to_stdout_and_bad_audio(tmp_path):
+    wav = tmp_path / "s.wav"
+    talkinghead("speak", "Hello there.", "-o", str(wav), cwd=tmp_path)
+    done = talkinghead("visemes", str(wav), "--fps", "30", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    track = json.loads(done.stdout)
+    assert track["format"] == "talkinghead.viseme_track/1" and track["fps"] == 30.0
+    assert track["method"] == "recognition" and len(track["viseme_weights"]) == len(track["mouth"])
+
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wave file")
+    done = talkinghead("visemes", str(tmp_path / "bad.wav"), cwd=tmp_path)
+    assert done.returncode == 2 and "AUDIO" in done.stderr and "bad.wav" in done.stderr
+    assert not (tmp_path / "out.json").exists()

@@ -164,3 +164,25 @@ def test_ui_workflows_are_generated_from_the_api_workflows():
         api = json.loads(api_path.read_text())
         assert sorted(str(n["id"]) for n in ui["nodes"]) == sorted(api)
         assert {n["type"] for n in ui["nodes"]} == {n["class_type"] for n in api.values()}
+
+
+def test_viseme_aligner_exports_track_and_rhubarb_json(folders):
+    from talkinghead.pipeline.viseme_track import VisemeTrack
+
+    input_dir, output_dir = folders
+    graph = load("script_to_video.api.json")
+    graph["4"]["inputs"]["export"] = "both"
+    result = run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False)
+    ui = result.outputs["4"]
+    assert ui["talkinghead_visemes"][0]["method"] == "speech_timings"
+    saved = {info["filename"]: Path(output_dir, info["subfolder"], info["filename"]) for info in ui["files"]}
+    (track_file,) = [p for name, p in saved.items() if "_rhubarb" not in name]
+    (rhubarb_file,) = [p for name, p in saved.items() if "_rhubarb" in name]
+    track = VisemeTrack.from_json(track_file.read_text())
+    assert track.num_frames == result.outputs["3"]["talkinghead_mux"][0]["frame_count"]
+    assert json.loads(rhubarb_file.read_text())["mouthCues"][0]["start"] == 0
+    # The node's outputs: the track object, the timeline IMAGE, the Rhubarb JSON text.
+    track_out, timeline, rhubarb_text = result.results["4"]
+    assert track_out.num_frames == track.num_frames
+    assert tuple(timeline.shape) == (1, 360, 1280, 3)
+    assert json.loads(rhubarb_text) == json.loads(rhubarb_file.read_text())
