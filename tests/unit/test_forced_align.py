@@ -207,3 +207,65 @@ def test_silence_only_does_not_crash():
     al = fa.align(clip, "hello world")
     _check_contiguous(al.phones, 1.0)
     assert [w.word for w in al.words] == ["hello", "world"]
+
+
+def _bench_corpus():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "viseme_corpus.py"
+    spec = importlib.util.spec_from_file_location("_viseme_corpus_for_tests", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("colour", ["white", "pink"])
+def test_correct_transcript_in_noise_is_aligned_not_taken_for_a_mismatch(colour):
+    # pocketsphinx's state-level pass fails on this sentence (its word-level search starts with
+    # a one-frame "<s>"), and under 10 dB of noise the one-phone-word fallback lost phones too:
+    # the words were spread evenly with score -30, and the transcript was taken for a mismatch.
+    vc = _bench_corpus()
+    text = "The smooth blue pool was full of cool water."
+    u = vc.synthesize("s32/en-us+f3/130", text, "en-us+f3", 130)
+    item = vc.with_noise(u, f"{colour} 10 dB", colour, 10.0)
+    al = fa.align(item.audio, text)
+    assert not any("failed" in n for n in al.notes), al.notes
+    assert not fa.transcript_mismatch(al)
+    assert al.loop_agreement is None and fa.MISMATCH_SCORE < al.score < 0  # a real acoustic score
+    errors_ms = np.array(_matched_start_errors(item.phones, al.phones)) * 1000
+    assert np.median(errors_ms) <= 25.0, np.median(errors_ms)  # 10 dB SNR: far from perfect
+
+
+def test_partial_search_is_a_failure_not_an_alignment():
+    # Audio that holds only the first half of the sentence: the word search ends early, and
+    # pocketsphinx's partial hypothesis must not be taken for an alignment.
+    text = "She sells sea shells by the sea shore."
+    sp = speak(text)
+    pcm = fa._prepare_audio(sp.audio)
+    half = pcm[: len(pcm) // 3].tobytes()
+    with fa._LOCK:
+        dec = fa._decoder("align")
+        with pytest.raises(RuntimeError):
+            fa._search_words(dec, half, fa._tokens(text.lower()))
+
+
+def test_speech_end_is_trimmed_to_the_energy_drop():
+    # 0.5 s of a tone, then 0.5 s of the dither floor: a phone said to end at 0.6 s ends at ~0.5 s.
+    t = np.arange(16000) / 16000
+    x = np.where(t < 0.5, 0.3 * np.sin(2 * np.pi * 220 * t), 0.0)
+    pcm = fa._with_noise(x.astype(np.float32), fa.NOISE_LSB)
+    from talkinghead.pipeline.speech_timing import PhonemeTiming
+    phones = [PhonemeTiming("AA", 0.0, 0.56), PhonemeTiming(SILENCE, 0.56, 1.0)]
+    fa._trim_speech_ends(phones, pcm)
+    assert phones[0].end_s == pytest.approx(0.5, abs=0.011)
+    assert phones[1].start_s == phones[0].end_s
+    # never more than END_TRIM_MAX_S, never forward
+    phones = [PhonemeTiming("AA", 0.0, 0.7), PhonemeTiming(SILENCE, 0.7, 1.0)]
+    fa._trim_speech_ends(phones, pcm)
+    assert phones[0].end_s == pytest.approx(0.7 - fa.END_TRIM_MAX_S, abs=1e-6)
+    phones = [PhonemeTiming("AA", 0.0, 0.45), PhonemeTiming(SILENCE, 0.45, 1.0)]
+    fa._trim_speech_ends(phones, pcm)
+    assert phones[0].end_s == 0.45
