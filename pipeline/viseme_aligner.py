@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from . import acoustic_phones, forced_align, phoneset, visemes
+from . import acoustic_phones, forced_align, phoneset, speech_recognition, visemes
 from .audio import AudioClip
 from .errors import InputError
 from .speech_timing import PhonemeTiming, SpeechTimings
@@ -135,7 +135,7 @@ def align_speech(
             score = alignment.score if alignment.loop_agreement is None else None
 
     if phones is None:
-        recognition = forced_align.recognize(audio)
+        recognition = speech_recognition.recognize_for_visemes(audio)
         report(2, 3)
         if recognition.words:
             phones, words, score, method = recognition.phones, recognition.words, recognition.score, "recognition"
