@@ -349,11 +349,32 @@ def test_headless_executor_matches_server(workflow, comfy_server, server_runs, t
     remote = {nid: ui["talkinghead_mux"][0] for nid, ui in mux_outputs(run.outputs)}
     assert set(local) == set(remote), (sorted(local), sorted(remote))
     for nid in remote:
-        assert local[nid]["frame_count"] == remote[nid]["frame_count"], nid
-        assert local[nid]["frames_sha256"] == remote[nid]["frames_sha256"], (
-            f"{workflow.name} node {nid}: headless frames differ from the server's")
-        assert local[nid]["duration_s"] == remote[nid]["duration_s"], nid
+        # These workflows synthesise their speech with espeak-ng, whose output depends on what the
+        # process synthesised before (measured: the same sentence twice in one process gave 168747
+        # then 168743 samples), so the two runs' audio may differ by a few ms and the held frame
+        # count by one. Exact parity on identical input is test_parity_on_file_audio below.
+        assert abs(local[nid]["frame_count"] - remote[nid]["frame_count"]) <= 1, nid
+        if local[nid]["frame_count"] == remote[nid]["frame_count"]:
+            assert local[nid]["frames_sha256"] == remote[nid]["frames_sha256"], (
+                f"{workflow.name} node {nid}: headless frames differ from the server's")
     print(f"\n[{workflow.name}] headless run {seconds:.1f} s")
+
+
+def test_parity_on_file_audio(comfy_server, media_inputs, tmp_path):
+    """The default workflow on a user's audio file: identical frames, durations and visemes both ways."""
+    from talkinghead.nodes.headless.executor import run_graph
+
+    graph = json.loads((WORKFLOWS_DIR / "talking_head.api.json").read_text())
+    graph["2"]["inputs"]["audio"] = media_inputs[1]
+    graph["4"]["inputs"]["transcript"] = ""
+    run = comfy_server.run_prompt(graph)
+    assert run.status == "success", run.error
+    (tmp_path / "out").mkdir()
+    result = run_graph(graph, input_dir=comfy_server.input_dir, output_dir=tmp_path / "out", progress=False)
+    remote, local = run.outputs["3"]["talkinghead_mux"][0], result.outputs["3"]["talkinghead_mux"][0]
+    for key in ("frame_count", "frames_sha256", "duration_s", "audio_sample_count"):
+        assert local[key] == remote[key], key
+    assert result.outputs["4"]["talkinghead_visemes"] == run.outputs["4"]["talkinghead_visemes"]
 
 
 # -- validation errors ---------------------------------------------------------------------------
