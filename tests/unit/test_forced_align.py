@@ -222,15 +222,43 @@ def _bench_corpus():
     return module
 
 
+_FRESH_SYNTHESIS = """
+import json, sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import viseme_corpus as vc
+u = vc.synthesize("s32/en-us+f3/130", sys.argv[2], "en-us+f3", 130)
+np.save(sys.argv[3] + ".npy", u.audio.samples)
+json.dump({"rate": u.audio.sample_rate, "phones": [vars(p) for p in u.phones]}, open(sys.argv[3] + ".json", "w"))
+"""
+
+
+def _synthesize_in_a_fresh_process(text: str, tmp_path):
+    """espeak's output depends on what the process spoke before; a fresh process makes it exact."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from talkinghead.pipeline.speech_timing import PhonemeTiming
+
+    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    subprocess.run([sys.executable, "-c", _FRESH_SYNTHESIS, bench, text, str(tmp_path / "u")], check=True,
+                   timeout=120)
+    meta = json.loads((tmp_path / "u.json").read_text())
+    clip = AudioClip(np.load(tmp_path / "u.npy"), meta["rate"])
+    return clip, [PhonemeTiming(**p) for p in meta["phones"]]
+
+
 @pytest.mark.parametrize("colour", ["white", "pink"])
-def test_correct_transcript_in_noise_is_aligned_not_taken_for_a_mismatch(colour):
+def test_correct_transcript_in_noise_is_aligned_not_taken_for_a_mismatch(colour, tmp_path):
     # pocketsphinx's state-level pass fails on this sentence (its word-level search starts with
     # a one-frame "<s>"), and under 10 dB of noise the one-phone-word fallback lost phones too:
     # the words were spread evenly with score -30, and the transcript was taken for a mismatch.
     vc = _bench_corpus()
     text = "The smooth blue pool was full of cool water."
-    u = vc.synthesize("s32/en-us+f3/130", text, "en-us+f3", 130)
-    item = vc.with_noise(u, f"{colour} 10 dB", colour, 10.0)
+    audio, phones = _synthesize_in_a_fresh_process(text, tmp_path)
+    clean = vc.Utterance("s32/en-us+f3/130", text, "en-us+f3", 130, audio, None, phones, phones, [], [])
+    item = vc.with_noise(clean, f"{colour} 10 dB", colour, 10.0)
     al = fa.align(item.audio, text)
     assert not any("failed" in n for n in al.notes), al.notes
     assert not fa.transcript_mismatch(al)
