@@ -22,9 +22,15 @@ src/animation/pauseAnimation.cpp. Per phone (durations in seconds):
     AH: {C} if shorter than 0.20 else {D}        ER: {B,C} (schwa) if shorter than 0.07 else {E}
     diphthongs, first 60 % then the rest: EY {C}->{B}; OY {E}->{B}; OW {E}->{F};
         AY {C}->{B} if shorter than 0.20 else {D}->{B}; AW {C}->{E} if shorter than 0.30 else {D}->{E}
-    stops, as "occlusion before the sound" + "release during it"; the occlusion lasts
-        clamp(previous phone's duration / 2, 0.04, 0.12) and overrides the end of the phone before:
-        P B: {A} then any shape;  T D: {B,F} then any open shape (B-H);  K G: {B,C,E,F,H} then any open
+    stops, as occlusion + release; the occlusion lasts clamp(previous phone's duration / 2, 0.04,
+        0.12): P B: {A} then any shape;  T D: {B,F} then any open shape (B-H);  K G: {B,C,E,F,H}
+        then any open. Where the occlusion goes depends on how the stop is timed (`stops`):
+        Rhubarb's recogniser starts a stop at its burst ("release"), so its rule puts the
+        occlusion before the phone, over the end of the phone before. Our phones (aligners,
+        CMU/ARPAbet, and the benchmark's ground truth) start a stop at its closure ("closure",
+        the default): the phone already contains the occlusion, so it covers the stop's first
+        min(occlusion, duration); putting it before as well would ask for lips closed 40-120 ms
+        before the acoustic closure.
     CH JH TH DH S Z SH ZH {B,F}   F V {G}   M {A}   N {B,C,F,H}   NG {B,C,E,F}
     L: {B,E,F,H} if shorter than 0.20 else {H}   R {B,E,F}   Y {B,C,F}   W {F}   HH any shape
     silence: {X}; but pauses inside speech shorter than 0.12 s hold the previous shape (its set, or
@@ -36,7 +42,10 @@ tweens and timing optimisation) - those are one animator's way through the allow
 shape in the set is acceptable. The stress-based schwa of Rhubarb's recogniser is not known from
 ARPAbet without stress, so AH follows Rhubarb's AH rule.
 
-Our tracks are turned into shapes by `viseme_to_rhubarb` (dominant viseme + mouth parameters).
+Our tracks are turned into shapes as Rhubarb would draw them (`shapes_with_phones`): each frame
+shows the shape set of the phone whose viseme dominates it (the phone under the frame, or a
+neighbour being anticipated or carried over), the mouth parameters choosing within the set; a
+frame without phones falls back to `viseme_to_rhubarb` (dominant viseme + mouth parameters).
 """
 
 from __future__ import annotations
@@ -67,6 +76,9 @@ OCCLUSION_MIN_S = 0.04
 OCCLUSION_MAX_S = 0.12
 HOLD_PAUSE_S = 0.12
 RELAX_PAUSE_S = 0.35
+#: How stop phones are timed: "closure" (they start at the closure: ARPAbet/CMU alignments, ours)
+#: or "release" (they start at the burst: Rhubarb's own convention, espeak-ng's events).
+STOP_TIMINGS = ("closure", "release")
 
 _SINGLE: dict[str, frozenset] = {
     "AA": frozenset("D"), "AE": frozenset("C"), "EH": frozenset("C"), "AO": frozenset("E"),
@@ -103,12 +115,23 @@ def _convert(shapes: Iterable[str], target: frozenset) -> frozenset:
     return frozenset(s if s in target else BASIC_FALLBACK[s] for s in shapes)
 
 
-def phone_shape_rules(phone: str, duration_s: float, prev_duration_s: float = 0.0) -> list[ShapeRule]:
+def _check_stops(stops: str) -> str:
+    if stops not in STOP_TIMINGS:
+        raise ValueError(f"stops: expected one of {', '.join(STOP_TIMINGS)}, got {stops!r}")
+    return stops
+
+
+def phone_shape_rules(phone: str, duration_s: float, prev_duration_s: float = 0.0, *,
+                      stops: str = "closure") -> list[ShapeRule]:
     """Rhubarb's shape rules of one phone, times relative to the phone's start.
 
-    Usually one rule over [0, duration]; diphthongs give two (60/40); stops give the occlusion
-    over [-clamp(prev/2, 0.04, 0.12), 0] and the release over [0, duration]. SIL gives {X}
-    (the pause rule needs the neighbours: see `shape_rules`).
+    Usually one rule over [0, duration]; diphthongs give two (60/40). Stops give the occlusion,
+    lasting occ = clamp(prev/2, 0.04, 0.12), then the release; where depends on how the stop is
+    timed (`stops`, see the module text): "closure" (our phones: the stop starts at its closure)
+    gives the occlusion over [0, min(occ, duration)] and the release over the rest; "release"
+    (the stop starts at its burst, Rhubarb's own timing) gives the occlusion over [-occ, 0] and
+    the release over [0, duration]. SIL gives {X} (the pause rule needs the neighbours: see
+    `shape_rules`).
     """
     ph = _visemes.normalize_phone(phone)
     d = float(duration_s)
@@ -117,7 +140,10 @@ def phone_shape_rules(phone: str, duration_s: float, prev_duration_s: float = 0.
     if ph in _PLOSIVES:
         occlusion, release = _PLOSIVES[ph]
         occ = min(max(float(prev_duration_s) / 2, OCCLUSION_MIN_S), OCCLUSION_MAX_S)
-        return [(-occ, 0.0, occlusion), (0.0, d, release)]
+        if _check_stops(stops) == "release":
+            return [(-occ, 0.0, occlusion), (0.0, d, release)]
+        occ = min(occ, d)
+        return [(0.0, occ, occlusion)] + ([(occ, d, release)] if occ < d else [])
     diphthongs = {
         "EY": ("C", "B"), "OY": ("E", "B"), "OW": ("E", "F"),
         "AY": ("C" if d < 0.20 else "D", "B"), "AW": ("C" if d < 0.30 else "D", "E"),
@@ -180,14 +206,15 @@ def allowed_shapes(
 
 
 def shape_rules(phones: Sequence[PhonemeTiming], duration_s: Optional[float] = None, *,
-                extended_shapes: str = "GHX") -> list[ShapeRule]:
+                extended_shapes: str = "GHX", stops: str = "closure") -> list[ShapeRule]:
     """Rhubarb's shape-rule timeline for timed phones: contiguous (start, end, shapes) over 0..duration.
 
     Phones are cleaned like `visemes.frame_visemes` does (gaps -> SIL). Later rules overwrite
     earlier ones where they overlap (a stop's occlusion overwrites the end of the phone before),
     as in Rhubarb's getShapeRules(); pauses inside speech follow the pause rule of
-    `allowed_shapes`.
+    `allowed_shapes`. `stops`: how stop phones are timed (`phone_shape_rules`).
     """
+    _check_stops(stops)
     if duration_s is None:
         duration_s = max((float(p.end_s) for p in phones), default=0.0)
     duration_s = float(duration_s)
@@ -217,7 +244,7 @@ def shape_rules(phones: Sequence[PhonemeTiming], duration_s: Optional[float] = N
         if ph == SILENCE:
             put(s, e, allowed_shapes(ph, e - s, prev_ph, next_ph, prev_duration_s=prev_d, extended_shapes=extended_shapes))
             continue
-        for rs, re_, shapes in phone_shape_rules(ph, e - s, prev_d):
+        for rs, re_, shapes in phone_shape_rules(ph, e - s, prev_d, stops=stops):
             put(s + rs, s + re_, _convert(shapes, target))
     return [(a, b, c) for a, b, c in timeline]
 
@@ -229,13 +256,14 @@ def allowed_shapes_per_frame(
     *,
     extended_shapes: str = "GHX",
     tolerance_s: float = 0.0,
+    stops: str = "closure",
 ) -> list[frozenset]:
     """The shape set each frame allows (frame k covers [k/rate, (k+1)/rate); its centre decides).
 
     With tolerance_s > 0 a frame also allows the shapes of the rules within +-tolerance_s of its
     centre (a lenient score for boundary placement). Frames: max(1, round(duration_s * rate)).
     """
-    rules = shape_rules(phones, duration_s, extended_shapes=extended_shapes)
+    rules = shape_rules(phones, duration_s, extended_shapes=extended_shapes, stops=stops)
     n = _visemes.frame_count(duration_s, frame_rate)
     if not rules:
         return [_convert("X", _target_set(extended_shapes))] * n
@@ -349,8 +377,95 @@ def shapes_for(viseme_weights: np.ndarray, mouth: np.ndarray, *, extended_shapes
     return [table[g] for g in inverse.tolist()]
 
 
+#: A typical mouth (jaw_open, lip_width, lip_round, lip_closure, lip_tuck) per shape: chooses
+#: within a phone's allowed set the shape nearest to the mouth drawn.
+_SHAPE_MOUTH = {
+    "A": (0.03, 0.45, 0.10, 1.00, 0.00), "B": (0.15, 0.75, 0.05, 0.00, 0.00), "C": (0.45, 0.60, 0.05, 0.00, 0.00),
+    "D": (0.85, 0.55, 0.05, 0.00, 0.00), "E": (0.45, 0.35, 0.50, 0.00, 0.00), "F": (0.20, 0.15, 0.95, 0.00, 0.00),
+    "G": (0.12, 0.50, 0.05, 0.00, 1.00), "H": (0.38, 0.50, 0.05, 0.00, 0.00), "X": (0.03, 0.45, 0.10, 0.65, 0.00),
+}
+#: How far (seconds) a shown viseme may be from the phone it belongs to (anticipation / carry-over).
+_MATCH_S = 0.15
+
+
+def _phone_parts(phones: Sequence[PhonemeTiming], duration_s: float, extended_shapes: str):
+    """The parts of the cleaned phones as Rhubarb's rules see them (our stop timing): arrays of
+    start and end seconds, the viseme index each part shows, and its allowed shape set."""
+    cleaned = _visemes._clean_phones(phones, duration_s) or [(SILENCE, 0.0, duration_s)]
+    target = _target_set(extended_shapes)
+    starts, ends, vis, sets = [], [], [], []
+    n = len(cleaned)
+    for i, (ph, s, e) in enumerate(cleaned):
+        prev_ph, prev_d = (cleaned[i - 1][0], cleaned[i - 1][2] - cleaned[i - 1][1]) if i else (None, 0.0)
+        next_ph = cleaned[i + 1][0] if i + 1 < n else None
+        if ph == SILENCE:
+            parts = [(0.0, e - s, allowed_shapes(ph, e - s, prev_ph, next_ph, prev_duration_s=prev_d,
+                                                 extended_shapes=extended_shapes))]
+        else:
+            parts = phone_shape_rules(ph, e - s, prev_d)
+        for j, (a, b, shapes) in enumerate(parts):
+            if ph in _visemes.DIPHTHONG_GLIDES and j == 1:
+                name = _visemes.DIPHTHONG_GLIDES[ph]
+            else:
+                name = _visemes.viseme_of(ph, next_ph, prev_ph)
+            starts.append(s + a); ends.append(s + b); vis.append(VISEMES.index(name))
+            sets.append(_convert(shapes, target))
+    return np.asarray(starts), np.asarray(ends), np.asarray(vis), sets
+
+
+def shapes_with_phones(viseme_weights: np.ndarray, mouth: np.ndarray, phones: Sequence[PhonemeTiming],
+                       duration_s: float, frame_rate: float, *, extended_shapes: str = "GHX") -> list[str]:
+    """One shape per frame (frame i shows the instant (i + 0.5) / frame_rate), chosen as Rhubarb does:
+    from the shape set its rules give the phone whose viseme the frame shows.
+
+    The dominant viseme says which sound's shape is on screen; that is the phone under the frame, or
+    a neighbour within 0.15 s whose shape is anticipated or carried over. Within that phone's set the
+    `viseme_to_rhubarb` shape is kept when allowed, else the allowed shape nearest to the mouth drawn.
+    A P/B/M (F/V) frame whose lips are not in contact, and a viseme no phone nearby shows, keep the
+    `viseme_to_rhubarb` shape. So a short "aa" is D (Rhubarb allows only D for AA) even when
+    coarticulation keeps its jaw lower, while the mouth parameters stay smooth for animation.
+    """
+    w = np.asarray(viseme_weights, np.float64).reshape(-1, len(VISEMES))
+    m = np.asarray(mouth, np.float64).reshape(-1, len(MOUTH_PARAMS))
+    default = shapes_for(w, m, extended_shapes=extended_shapes)
+    if not len(default):
+        return default
+    starts, ends, vis, sets = _phone_parts(phones, float(duration_s), extended_shapes)
+    centres = (np.arange(len(w)) + 0.5) / float(frame_rate)
+    here = np.clip(np.searchsorted(starts, centres, side="right") - 1, 0, len(starts) - 1)
+    dominant = np.argmax(w, axis=1)
+    protos = {k: np.asarray(v) for k, v in _SHAPE_MOUTH.items()}
+    pp, ff = VISEMES.index("PP"), VISEMES.index("FF")
+    out = list(default)
+    for i in range(len(w)):
+        v, t = int(dominant[i]), centres[i]
+        if (v == pp and m[i, _C] < 0.5) or (v == ff and m[i, _T] < 0.5):
+            continue  # lips not in contact: draw the open mouth
+        best, best_d = -1, _MATCH_S
+        k0 = int(here[i])
+        for k in range(max(0, k0 - 4), min(len(starts), k0 + 5)):
+            if vis[k] == v:
+                d = max(starts[k] - t, t - ends[k], 0.0)
+                if d < best_d or (d == best_d and best < 0):
+                    best, best_d = k, d
+        if best < 0:
+            continue
+        allowed = sets[best]
+        if default[i] in allowed:
+            continue
+        if len(allowed) == 1:
+            out[i] = next(iter(allowed))
+        else:
+            out[i] = min(sorted(allowed), key=lambda sh: float(np.sum((protos[sh] - m[i]) ** 2)))
+    return out
+
+
 def frame_shapes(track: VisemeTrack, *, extended_shapes: str = "GHX") -> list[str]:
-    """One Rhubarb shape per video frame of the track."""
+    """One Rhubarb shape per video frame of the track (from its phones' rules when it has phones,
+    see `shapes_with_phones`; else from the visemes and mouth alone, `shapes_for`)."""
+    if track.phones:
+        return shapes_with_phones(track.viseme_weights, track.mouth, track.phones, track.duration_s, track.fps,
+                                  extended_shapes=extended_shapes)
     return shapes_for(track.viseme_weights, track.mouth, extended_shapes=extended_shapes)
 
 
@@ -372,7 +487,8 @@ def shape_per_frame(
     n = _visemes.frame_count(track.duration_s, frame_rate)
     if from_phones and track.phones:
         weights, mouth = _visemes.frame_visemes(track.phones, track.duration_s, frame_rate, config)
-        return shapes_for(weights, mouth, extended_shapes=extended_shapes)
+        return shapes_with_phones(weights, mouth, track.phones, track.duration_s, frame_rate,
+                                  extended_shapes=extended_shapes)
     shapes = frame_shapes(track, extended_shapes=extended_shapes)
     if not shapes:
         return [to_target_shape("X", extended_shapes)] * n

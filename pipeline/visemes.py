@@ -32,12 +32,16 @@ exponentially outside it, with a longer time constant before the core (anticipat
 moves toward a shape before its sound) than after (carry-over), and longer still for lip rounding
 (rounding is anticipated across several consonants).
 
-* Cores tile the timeline. Stops (P B T D K G) start their core before their sound: the
-  occlusion is held for clamp(previous phone / 2, 40 ms, 120 ms) before the release, as in
-  Rhubarb's plosive rule; this is also where espeak-ng puts the closure silence. P/B close the
-  lips over the occlusion and a little past the burst, then open toward the next sound.
+* Cores tile the timeline and start at their phone. Phones are timed as aligners (CMU/ARPAbet)
+  and `phoneset.convert_speech_timings` time them: a stop starts at its closure, so a P/B phone
+  *is* the closure (however long: an aligner may fold a pause into it) plus the burst. P/B keep
+  the lips closed over the whole phone and open over its last `release_s` (at most
+  `release_share` of it) toward the next sound; M is closed over all of it.
 * Lip contacts dominate: P B M claim lip closure and F V the lower-lip tuck almost absolutely,
-  with a fast (6 ms) contact time constant. Every P/B/M also gets at least one frame of full
+  with very fast contact time constants (1.5 ms before, 2 ms after): the lips close at the
+  acoustic closure (measured on espeak-ng speech: median 3 ms, at most 9 ms before it at 100
+  frames/s; under one frame at video rates) while the jaw and lip width, which carry the
+  visible approach, anticipate at their own pace. Every P/B/M also gets at least one frame of full
   closure (and every F/V one frame of full tuck) however short it is: viewers notice a missing
   closure.
 * Consonants that do not need the lips (DD, kk, nn, SS, TH) have low dominance over lip width and
@@ -51,10 +55,11 @@ moves toward a shape before its sound) than after (carry-over), and longer still
   is showing (they cross near the phone boundaries, which is what Rhubarb's per-phone rules
   expect), while the mouth parameters carry the smooth motion that engines animate.
 
-Defaults were tuned on espeak-ng speech (36 sentences, 130-220 wpm, exact phone times): rendered
-at 100 frames/s and turned into Rhubarb shapes (`rhubarb.shape_per_frame`), 97 % of 10 ms frames
-fall in the shape set Rhubarb's rules allow (`rhubarb.allowed_shapes_per_frame`), and every
-P/B/M reaches full closure on a 25 fps frame.
+Defaults were tuned on espeak-ng speech (28 sentences of our own, not the benchmark's, 130-220
+wpm, exact phone times, stops starting at their closure): rendered at 100 frames/s and turned
+into Rhubarb shapes (`rhubarb.shape_per_frame`, which picks each frame's shape from the rules of
+the phone it shows), 98.7 % of 10 ms frames fall in the shape set Rhubarb's rules allow
+(`rhubarb.allowed_shapes_per_frame`), and every P/B/M is closed on a 100 fps frame inside it.
 * Vowel undershoot (Lindblom 1963): vowels shorter than `full_vowel_s` reach only part of their
   target, measured from a neutral half-open mouth.
 
@@ -206,15 +211,17 @@ class CoarticulationConfig:
         carryover_s: the same after a phone's core (the mouth leaving a shape).
         rounding_anticipation_s: time constant for lip rounding/protrusion, which is anticipated
             further ahead (across consonants, e.g. "str" in "straw").
-        contact_s: time constant for lip closure (P B M) and lower-lip tuck (F V): contacts are
-            made and broken fast.
+        contact_s: time constant for lip closure (P B M) and lower-lip tuck (F V) after the
+            contact's core: contacts are broken fast.
+        contact_anticipation_s: the same before the core: the lips close at the closure onset
+            (the phone's start), not before it.
         viseme_anticipation_s, viseme_carryover_s: the same time constants for the viseme
             weights. Shorter than the mouth's: the weights say which sound's shape is showing
             (they cross over near the phone boundary), the mouth parameters carry the motion.
         lead_s: every shape's core starts this much before its sound.
-        occlusion_min_s, occlusion_max_s: stops (P B T D K G) hold their occlusion for
-            clamp(previous phone / 2, min, max) before their sound (Rhubarb's plosive rule).
-        closure_hold_s: P/B keep the lips closed this long past the burst (at most half the phone).
+        release_s, release_share: P/B keep the lips closed over their phone (the closure) but
+            its last min(release_s, release_share x duration), where they open toward the next
+            sound (the burst).
         min_hold_s: phones shorter than this (lip contacts excepted) have their dominance scaled
             down in proportion, merging them into their neighbours.
         min_hold_floor: the least share of its dominance a very short phone keeps.
@@ -233,13 +240,13 @@ class CoarticulationConfig:
     anticipation_s: float = 0.025
     carryover_s: float = 0.02
     rounding_anticipation_s: float = 0.05
-    contact_s: float = 0.006
+    contact_s: float = 0.002
+    contact_anticipation_s: float = 0.0015
     viseme_anticipation_s: float = 0.012
     viseme_carryover_s: float = 0.012
     lead_s: float = 0.0
-    occlusion_min_s: float = 0.04
-    occlusion_max_s: float = 0.12
-    closure_hold_s: float = 0.03
+    release_s: float = 0.015
+    release_share: float = 0.3
     min_hold_s: float = 0.02
     min_hold_floor: float = 0.5
     short_pause_s: float = 0.12
@@ -250,18 +257,17 @@ class CoarticulationConfig:
     max_samples_per_frame: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("anticipation_s", "carryover_s", "rounding_anticipation_s", "contact_s", "viseme_anticipation_s",
-                     "viseme_carryover_s", "sample_step_s"):
+        for name in ("anticipation_s", "carryover_s", "rounding_anticipation_s", "contact_s", "contact_anticipation_s",
+                     "viseme_anticipation_s", "viseme_carryover_s", "sample_step_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"CoarticulationConfig.{name} must be a positive number of seconds, got {value!r}")
-        for name in ("lead_s", "occlusion_min_s", "occlusion_max_s", "closure_hold_s", "min_hold_s",
-                     "short_pause_s", "full_vowel_s"):
+        for name in ("lead_s", "release_s", "min_hold_s", "short_pause_s", "full_vowel_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"CoarticulationConfig.{name} must be >= 0 seconds, got {value!r}")
-        if self.occlusion_max_s < self.occlusion_min_s:
-            raise ValueError("CoarticulationConfig: occlusion_max_s must be >= occlusion_min_s")
+        if not 0 <= self.release_share < 1:
+            raise ValueError(f"CoarticulationConfig.release_share must be in [0, 1), got {self.release_share!r}")
         if not 0 < self.min_vowel_reach <= 1 or not 0 < self.contact_frame_threshold <= 1:
             raise ValueError("CoarticulationConfig: min_vowel_reach and contact_frame_threshold must be in (0, 1]")
         if int(self.max_samples_per_frame) < 1:
@@ -396,7 +402,6 @@ def _segments(phones: list[tuple[str, float, float]], config: CoarticulationConf
         seg_kind.append(kind); seg_vowel.append(vowel_dur)
 
     n = len(phones)
-    prev_dur = 0.0
     for i, (ph, s, e) in enumerate(phones):
         dur = e - s
         if ph == SILENCE:
@@ -404,10 +409,7 @@ def _segments(phones: list[tuple[str, float, float]], config: CoarticulationConf
             dom, vis = _WEAK_DOMINANCE if weak else _DOMINANCE["sil"]
             add(s, e, "sil", VISEME_MOUTH["sil"], dom, vis, 0, 0.0, "sil")
         else:
-            if ph in _STOPS and i > 0:
-                lead = min(max(prev_dur / 2, config.occlusion_min_s), config.occlusion_max_s)
-            else:
-                lead = config.lead_s
+            lead = config.lead_s
             vis_name = PHONE_TO_VISEME[ph]
             vowel_dur = dur if ph in VOWELS else 0.0
             long_ = ph in LONG_OPEN_VOWELS and dur >= LONG_OPEN_VOWELS[ph][2]
@@ -420,17 +422,17 @@ def _segments(phones: list[tuple[str, float, float]], config: CoarticulationConf
                 add(mid, e, glide, _phone_target(ph, 1, long_), dom, vis, 0, 0.0, "phone", vowel_dur)
             elif ph == "HH":
                 add(s, e, "aa", NEUTRAL_MOUTH, *_WEAK_DOMINANCE, 0, lead, "weak")
-            elif ph in _CLOSURE_STOPS and dur > 2 * config.contact_s and i < n - 1:
-                hold = min(config.closure_hold_s, dur / 2)
+            elif ph in _CLOSURE_STOPS and dur > 2 * config.release_s and i < n - 1:
+                # The phone is the closure (however long) and then the burst: closed until the release.
+                release = min(config.release_s, config.release_share * dur)
                 dom, vis = _DOMINANCE[vis_name]
-                add(s, s + hold, vis_name, _phone_target(ph, 0, False), dom, vis, 1, lead, "phone")
-                add(s + hold, e, "aa", NEUTRAL_MOUTH, *_WEAK_DOMINANCE, 0, 0.0, "weak")
+                add(s, e - release, vis_name, _phone_target(ph, 0, False), dom, vis, 1, lead, "phone")
+                add(e - release, e, "aa", NEUTRAL_MOUTH, *_WEAK_DOMINANCE, 0, 0.0, "weak")
             else:
                 dom, vis = _DOMINANCE[vis_name]
                 contact = 1 if ph in _CONTACT_CLOSURE else 2 if ph in _CONTACT_TUCK else 0
                 short = ph in SHORT_FORMS and dur < SHORT_FORMS[ph][0]
                 add(s, e, vis_name, _phone_target(ph, 0, long_, short), dom, vis, contact, lead, "phone", vowel_dur)
-        prev_dur = dur
 
     # Weak segments (HH, the opening after a P/B burst) take the shape of the next sound (HH:
     # else the previous one; a burst before a pause opens toward rest).
@@ -490,7 +492,7 @@ def _blend(seg: _Segments, t: np.ndarray, config: CoarticulationConfig, reach: i
     # Three decay profiles: jaw/width (and visemes), rounding, contacts (closure/tuck).
     d_main = np.exp(-(before / config.anticipation_s + after / config.carryover_s)) * valid
     d_round = np.exp(-(before / config.rounding_anticipation_s + after / config.carryover_s)) * valid
-    d_contact = np.exp(-(before + after) / config.contact_s) * valid
+    d_contact = np.exp(-(before / config.contact_anticipation_s + after / config.contact_s)) * valid
     alpha = seg.alpha.astype(np.float32)[k]                            # [S,K,5]
     target = seg.target.astype(np.float32)[k]
     dom = np.empty_like(alpha)

@@ -14,7 +14,8 @@ Metrics (per condition, pooled over items):
 - phones matched: true non-silence phones matched (same label) by that alignment / all of them.
 - frame accuracy ("frame"): Rhubarb's shape rules laid over the true phones in time
   (`rhubarb.allowed_shapes_per_frame`: each phone's shape set, diphthongs split 60/40, a stop's
-  occlusion shape before it and any open shape during its release, short pauses holding or
+  occlusion shape over its first 40-120 ms (our phones start a stop at its closure; Rhubarb's at its
+  burst, `stops="release"` reproduces that) and any open shape during its release, short pauses holding or
   relaxing the shape before) give the shapes each 10 ms frame allows; the frame is correct if our
   shape there (`rhubarb.shape_per_frame`, the track's phones rendered at 100 Hz) is one of them.
   "fr/ph" is the literal per-phone variant: the set `rhubarb.allowed_shapes(phone, duration,

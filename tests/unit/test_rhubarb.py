@@ -70,22 +70,64 @@ def test_extended_shape_fallbacks_follow_rhubarb():
         allowed_shapes("AA", 0.1, extended_shapes="Q")
 
 
-def test_shape_rules_timeline_places_occlusions_before_stops():
-    phones = seq(("SIL", 0.5), ("AA", 0.2), ("P", 0.08), ("AA", 0.2), ("SIL", 0.5))
-    rules = shape_rules(phones, 1.48)
-    assert rules[0][0] == 0.0 and rules[-1][1] == pytest.approx(1.48)
+def test_shape_rules_timeline_places_occlusions_at_the_stop_closure():
+    phones = seq(("SIL", 0.5), ("AA", 0.2), ("P", 0.15), ("AA", 0.2), ("SIL", 0.5))
+    rules = shape_rules(phones, 1.55)
+    assert rules[0][0] == 0.0 and rules[-1][1] == pytest.approx(1.55)
     for a, b in zip(rules, rules[1:]):
         assert a[1] == pytest.approx(b[0])
-    # occlusion: clamp(0.2 / 2, 0.04, 0.12) = 0.1 before the P, overriding the end of the AA
+    # our phones start a stop at its closure: the occlusion, clamp(0.2 / 2, 0.04, 0.12) = 0.1, is
+    # the first part of the P, the vowel before keeps its own shape
+    occlusion = [r for r in rules if r[2] == {"A"}]
+    assert len(occlusion) == 1
+    assert occlusion[0][0] == pytest.approx(0.7) and occlusion[0][1] == pytest.approx(0.8)
+    frames = allowed_shapes_per_frame(phones, 1.55, 100)
+    assert len(frames) == 155
+    assert frames[65] == {"D"} and frames[69] == {"D"} and frames[75] == {"A"} and frames[82] == set(rhubarb.SHAPES)
+    assert frames[10] == {"X"}
+    lenient = allowed_shapes_per_frame(phones, 1.55, 100, tolerance_s=0.02)
+    assert lenient[69] == {"A", "D"}
+    # a stop shorter than its occlusion is occlusion all along
+    short = shape_rules(seq(("SIL", 0.5), ("AA", 0.2), ("P", 0.05), ("AA", 0.2)), 0.95)
+    assert [r for r in short if r[2] == {"A"}][0][:2] == pytest.approx((0.7, 0.75))
+
+
+def test_shape_rules_with_stops_timed_at_their_release():
+    """Rhubarb's own timing (a stop starts at its burst): the occlusion overrides the end of the phone before."""
+    phones = seq(("SIL", 0.5), ("AA", 0.2), ("P", 0.08), ("AA", 0.2), ("SIL", 0.5))
+    rules = shape_rules(phones, 1.48, stops="release")
     occlusion = [r for r in rules if r[2] == {"A"}]
     assert len(occlusion) == 1
     assert occlusion[0][0] == pytest.approx(0.6) and occlusion[0][1] == pytest.approx(0.7)
-    frames = allowed_shapes_per_frame(phones, 1.48, 100)
-    assert len(frames) == 148
+    frames = allowed_shapes_per_frame(phones, 1.48, 100, stops="release")
     assert frames[55] == {"D"} and frames[65] == {"A"} and frames[72] == set(rhubarb.SHAPES)
-    assert frames[10] == {"X"}
-    lenient = allowed_shapes_per_frame(phones, 1.48, 100, tolerance_s=0.02)
-    assert lenient[59] == {"A", "D"}
+    with pytest.raises(ValueError, match="stops"):
+        shape_rules(phones, 1.48, stops="burst")
+
+
+@pytest.mark.parametrize("fps", [100, 25])
+@pytest.mark.parametrize("words", [
+    (("B", 0.06), ("AA", 0.09), ("B", 0.08)),            # "Bob"
+    (("M", 0.07), ("AA", 0.08), ("M", 0.08)),            # "mom"
+    (("AH", 0.06), ("V", 0.05)),                         # "of"
+    (("T", 0.05), ("AA", 0.07), ("P", 0.07)),            # "top"
+])
+def test_short_vowels_get_the_shape_rhubarb_allows(fps, words):
+    """Coarticulation keeps a short AA's jaw low, but its shape is still D (Rhubarb allows only D)."""
+    phones = seq(("SIL", 0.3), ("AH", 0.1), *words, ("SIL", 0.3))
+    track = build_track(phones, [], phones[-1].end_s, fps, method="test")
+    shapes = rhubarb.frame_shapes(track)
+    fine = shape_per_frame(track, 100)
+    for p in phones[2:-1]:
+        if p.phoneme not in ("AA", "AH"):
+            continue
+        allowed = allowed_shapes(p.phoneme, p.end_s - p.start_s)
+        mid = (p.start_s + p.end_s) / 2
+        assert fine[int(mid * 100)] in allowed, (p, fine[int(mid * 100)])
+        assert shapes[int(mid * fps)] in allowed, (p, shapes[int(mid * fps)])
+    # the mouth itself stays a smooth, partly open jaw (no snap to the D target)
+    jaw = track.mouth_param("jaw_open")
+    assert jaw.max() < 0.85
 
 
 def test_viseme_to_rhubarb():
