@@ -16,12 +16,7 @@ from talkinghead.pipeline.viseme_track import VISEMES
 from talkinghead.pipeline.visemes import ARPABET_PHONES, VISEME_MOUTH, build_track
 
 
-def seq(*items, start=0.0):
-    out, t = [], start
-    for ph, d in items:
-        out.append(P(ph, t, t + d))
-        t += d
-    return out
+from phone_sequences import seq  # noqa: E402
 
 
 def test_allowed_shapes_examples():

@@ -14,12 +14,7 @@ from talkinghead.pipeline.visemes import ARPABET_PHONES, build_track
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
-def seq(*items, start=0.0):
-    out, t = [], start
-    for ph, d in items:
-        out.append(P(ph, t, t + d))
-        t += d
-    return out
+from phone_sequences import seq  # noqa: E402
 
 
 def synthetic(phones, sr=16000):

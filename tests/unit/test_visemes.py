@@ -17,13 +17,7 @@ from talkinghead.pipeline.visemes import (
 JAW, WIDTH, ROUND, CLOSURE, TUCK = range(5)
 
 
-def seq(*items, start=0.0):
-    """[("AA", 0.1), ...] -> contiguous PhonemeTimings."""
-    out, t = [], start
-    for ph, d in items:
-        out.append(P(ph, t, t + d))
-        t += d
-    return out
+from phone_sequences import seq  # noqa: E402
 
 
 def test_mapping_covers_every_arpabet_phone_and_silence():
