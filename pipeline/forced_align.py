@@ -23,8 +23,9 @@ How it works:
 - Search failures are retried, never passed on: a word search counts only if it reached the
   transcript's end (pocketsphinx otherwise returns a partial path); a failed state-level pass is
   retried on halves of the audio cut at word boundaries, and with the other decoders, before the
-  unscored one-phone-word pass is used (see _phones). Pause starts are then moved back to the
-  energy drop (_trim_speech_ends).
+  unscored one-phone-word pass is used (see _phones). Boundaries between speech phones then move
+  to the nearest clear spectral change (boundary_refine.py), and pause starts back to the energy
+  drop (_trim_speech_ends).
 - `score`: mean per 10 ms frame of the alignment's acoustic log-likelihood in natural-log units
   (nats). pocketsphinx normalises senone scores each frame against the best-scoring senone, so
   0 means every frame was explained by the best-matching sound; the more negative, the worse the
@@ -43,6 +44,7 @@ import numpy as np
 
 from .audio import AudioClip
 from .audio_dsp import mono_at, to_int16
+from .boundary_refine import RefineConfig, refine_boundaries
 from .errors import InputError, ToolError
 from .phoneset import ARPABET, g2p_arpabet
 from .speech_timing import PhonemeTiming, WordTiming
@@ -705,6 +707,10 @@ def _push(phones: list[PhonemeTiming], label: str, start: float, end: float) -> 
     phones.append(PhonemeTiming(label, round(start, 4), round(end, 4)))
 
 
+#: Boundaries between speech phones move onto the nearest clear spectral change (see
+#: boundary_refine.py for what it gains and costs); None turns that off.
+REFINE: Optional[RefineConfig] = RefineConfig()
+
 #: Speech -> pause boundaries are moved back to where the speech energy falls to this many dB
 #: above the pause's own noise floor (see _trim_speech_ends).
 END_TRIM_DB = 6.0
@@ -797,6 +803,8 @@ def align(audio: AudioClip, transcript: str, *, language: str = "en-us",
         entries = _align_words(decs, pcm, words, notes, progress)
     out_words, phones, score = _build_result(entries, words, n_frames)
     duration = len(pcm) / float(SAMPLE_RATE)
+    if REFINE is not None:
+        refine_boundaries(phones, pcm, SAMPLE_RATE, REFINE)
     if END_TRIM_DB is not None:
         _trim_speech_ends(phones, pcm)
     loop_agreement = None

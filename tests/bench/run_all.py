@@ -34,7 +34,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", help="run only bench_NAME.py")
+    parser.add_argument("--only", help="run only bench_NAME.py (the other sections of the doc are kept)")
     args = parser.parse_args()
     scripts = sorted(BENCH_DIR.glob("bench_*.py"))
     if args.only:
@@ -54,6 +54,11 @@ def main() -> int:
         f"Last run: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine()}.\n"
         "Absolute figures depend on the machine and its load; read the ratios against each baseline.\n\n"
     )
+    if args.only and DOC.exists():
+        # keep the other benches' latest sections; replace (or add) this one's
+        kept = [part for part in DOC.read_text(encoding="utf-8").split("\n## ")[1:]
+                if not part.startswith(f"bench_{args.only}\n")]
+        sections = sorted(["## " + part.rstrip("\n") + "\n" for part in kept] + sections)
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(header + "\n".join(sections), encoding="utf-8")
     print(f"wrote {DOC}")
