@@ -102,6 +102,64 @@ def temp_directory() -> Optional[str]:
     return None
 
 
+#: Outside ComfyUI, model folders live under this environment variable's folder ($DIR/vae/...).
+MODELS_DIR_ENV = "TALKINGHEAD_MODELS_DIR"
+
+
+def model_folders(kind: str) -> list[str]:
+    """Folders holding user-supplied models of `kind` ("vae", ...): ComfyUI's models/<kind> folders,
+    or $TALKINGHEAD_MODELS_DIR/<kind> when running headless. Existing folders only."""
+    import os
+
+    folders: list[str] = []
+    if _headless is None and _folder_paths is not None:
+        try:
+            folders = list(_folder_paths.get_folder_paths(kind))
+        except (KeyError, AttributeError):
+            folders = []
+    elif os.environ.get(MODELS_DIR_ENV):
+        folders = [os.path.join(os.environ[MODELS_DIR_ENV], kind)]
+    return [f for f in folders if os.path.isdir(f)]
+
+
+def list_models(kind: str, extensions: tuple[str, ...] = (".safetensors",)) -> list[str]:
+    """Names (relative to their model folder, "/"-separated) of model files with `extensions`, and of
+    diffusers model folders (a folder holding config.json), sorted."""
+    import os
+
+    names: set[str] = set()
+    for root in model_folders(kind):
+        for folder, dirs, files in os.walk(root, followlinks=True):
+            rel = os.path.relpath(folder, root)
+            if "config.json" in files and rel != ".":
+                names.add(rel.replace(os.sep, "/"))
+                dirs[:] = []
+                continue
+            for name in files:
+                if name.lower().endswith(extensions):
+                    names.add(os.path.normpath(os.path.join(rel, name)).replace(os.sep, "/"))
+    return sorted(names)
+
+
+def resolve_model(kind: str, name: str, input_name: str) -> str:
+    """The path of model `name` inside one of the `kind` model folders; never a path outside them."""
+    import os
+
+    from ..pipeline.errors import InputError
+
+    for root in model_folders(kind):
+        real_root = os.path.realpath(root)
+        candidate = os.path.realpath(os.path.join(real_root, name))
+        if os.path.commonpath([real_root, candidate]) != real_root:
+            raise InputError(input_name, f"{name!r} points outside the {kind} model folder",
+                             f"Pick one of the names listed for {input_name}.")
+        if os.path.exists(candidate):
+            return candidate
+    where = ", ".join(model_folders(kind)) or f"ComfyUI's models/{kind} folder (or ${MODELS_DIR_ENV}/{kind})"
+    raise InputError(input_name, f"{name!r} was not found in {where}",
+                     f"Put the file or diffusers folder there and refresh, or choose another.")
+
+
 def progress_callback(total: int) -> Callable[[int, int], None]:
     """Returns progress(done, total) that drives ComfyUI's bar, or the headless one."""
     if _headless is not None:

@@ -5,6 +5,7 @@ Node type ids are global across every ComfyUI pack, so all of ours start with "T
 
 from .loaders import TalkingHeadLoadAudio, TalkingHeadLoadImage
 from .mux import TalkingHeadMux
+from .reference import TalkingHeadReferenceEncoder
 from .speak import TalkingHeadSpeak
 from .visemes import TalkingHeadVisemeAligner
 
@@ -13,6 +14,7 @@ NODE_CLASS_MAPPINGS = {
     "TalkingHeadLoadAudio": TalkingHeadLoadAudio,
     "TalkingHeadSpeak": TalkingHeadSpeak,
     "TalkingHeadVisemeAligner": TalkingHeadVisemeAligner,
+    "TalkingHeadReferenceEncoder": TalkingHeadReferenceEncoder,
     "TalkingHeadMux": TalkingHeadMux,
 }
 
@@ -21,5 +23,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "TalkingHeadLoadAudio": "Load Speech (Talking Head)",
     "TalkingHeadSpeak": "Speak (Talking Head)",
     "TalkingHeadVisemeAligner": "Viseme Aligner (Talking Head)",
+    "TalkingHeadReferenceEncoder": "Reference Encoder (Talking Head)",
     "TalkingHeadMux": "Mux MP4 (Talking Head)",
 }

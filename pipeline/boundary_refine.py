@@ -45,6 +45,8 @@ class RefineConfig:
     #: ...and at least this large (Euclidean distance of mean log-mel spectra, nats): a steady
     #: sound has only tiny ripples, which must not move anything. Phone changes measure 2-70.
     min_change: float = 1.0
+    #: phones whose boundaries stay where the aligner put them
+    keep_phones: frozenset = frozenset()
     mel_bands: int = 24
     fmin_hz: float = 100.0
     fmax_hz: float = 7600.0
@@ -125,6 +127,8 @@ def refine_boundaries(phones: list[PhonemeTiming], samples: np.ndarray, sample_r
     for k in range(1, len(phones)):
         left, right = phones[k - 1], phones[k]
         if left.phoneme == SILENCE or right.phoneme == SILENCE:
+            continue
+        if left.phoneme in config.keep_phones or right.phoneme in config.keep_phones:
             continue
         original = right.start_s
         base = change_at(int(round(original / config.hop_s)))

@@ -1,6 +1,6 @@
 // Talking Head: the pack's frontend extension, served by ComfyUI from WEB_DIRECTORY.
 // Colours our nodes, and shows what a node reports after running (Mux sync figures, VisemeAligner
-// method and warnings) in a read-only text box on the node, so users need not open the console.
+// method and warnings, ReferenceEncoder quality report) in a read-only text box on the node, so users need not open the console.
 import { app } from "../../scripts/app.js";
 import { ComfyWidgets } from "../../scripts/widgets.js";
 
@@ -19,7 +19,7 @@ function summarise(nodeName, output) {
     ];
     return lines.concat(report.notes ?? []).join("\n");
   }
-  if (nodeName === "TalkingHeadVisemeAligner") {
+  if (nodeName === "TalkingHeadVisemeAligner" || nodeName === "TalkingHeadReferenceEncoder") {
     return output?.text?.[0] ?? null;
   }
   return null;

@@ -4,6 +4,7 @@
     talkinghead run WORKFLOW_API.json [--set NODE_ID.input=value ...] [--server URL] [--out DIR] [--input DIR]
     talkinghead speak TEXT [-o speech.wav] [--voice V] [--rate-wpm N] [--pitch N] [--timings speech.json]
     talkinghead visemes AUDIO [--text T] [--fps F] [--format json|rhubarb] [-o OUT] [--preview PNG]
+    talkinghead reference IMAGE --consent [--face-index N] [--vae PATH] [-o NAME] [--preview PNG]
     talkinghead voices
 
 Exit status: 0 success, 1 a node failed, 2 bad command line or the workflow was refused,
@@ -219,6 +220,34 @@ def _cmd_visemes(args) -> int:
     return 0
 
 
+def _cmd_reference(args) -> int:
+    from ...pipeline.errors import InputError
+    from ...pipeline.reference_encoder import EncoderConfig, reference_from_image_path
+
+    try:
+        if not os.path.isfile(args.image):
+            raise InputError("IMAGE", f"{args.image!r} is not a file", "Give the path of a portrait image.")
+        encoded = reference_from_image_path(args.image, consent=args.consent, face_index=args.face_index,
+                                            backend=args.backend, vae=args.vae,
+                                            config=EncoderConfig(crop_size=args.crop_size))
+        print(encoded.report_text)
+        if args.output:
+            json_path, tensors_path = encoded.reference.save(os.path.abspath(args.output))
+            print(f"Wrote {json_path}" + (f" and {tensors_path}" if tensors_path else ""), file=sys.stderr)
+        if args.preview:
+            from PIL import Image
+
+            from ...pipeline.output_paths import atomic_write_path
+
+            with atomic_write_path(os.path.abspath(args.preview), "--preview") as temp_path:
+                Image.fromarray(encoded.preview).save(temp_path, format="PNG")
+            print(f"Wrote {args.preview}", file=sys.stderr)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    return 0
+
+
 def _cmd_voices(_args) -> int:
     from ...pipeline.speak import list_voices
 
@@ -273,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
     visemes.add_argument("-o", "--output", help="write here instead of standard output")
     visemes.add_argument("--preview", help="also draw the timeline to this PNG")
     visemes.set_defaults(handler=_cmd_visemes)
+
+    reference = commands.add_parser("reference", help="find the face in a portrait: landmarks, pose, quality report")
+    reference.add_argument("image", help="portrait image file (png, jpg, tiff; 16-bit and greyscale are fine)")
+    reference.add_argument("--consent", action="store_true",
+                           help="attest that you have the consent of the person shown (required)")
+    reference.add_argument("--face-index", type=int, default=0, help="0 = the largest face (default)")
+    reference.add_argument("--backend", choices=("auto", "mediapipe", "dlib"), default="auto")
+    reference.add_argument("--crop-size", type=int, default=512, help="side of the aligned face crop in px")
+    reference.add_argument("--vae", help="local AutoencoderKL folder or .safetensors file: also encode latents")
+    reference.add_argument("-o", "--output", help="save the reference here (NAME.json + NAME.safetensors)")
+    reference.add_argument("--preview", help="draw box, landmarks and pose to this PNG")
+    reference.set_defaults(handler=_cmd_reference)
 
     voices = commands.add_parser("voices", help="list the espeak-ng voices")
     voices.set_defaults(handler=_cmd_voices)

@@ -33,7 +33,7 @@ setup_demo() {
     log "installing the pack with its graph extra into $venv"
     # torch==2.13.0 is a local CPU wheel on these machines; elsewhere pip fetches a build.
     "$venv/bin/python" -m pip install -q "torch==2.13.0" || "$venv/bin/python" -m pip install -q torch
-    "$venv/bin/python" -m pip install -q -e ".[graph]"
+    "$venv/bin/python" -m pip install -q -e ".[graph,faces]"
     echo "$stamp" > "$venv/.talkinghead-stamp"
   fi
 }
@@ -88,7 +88,7 @@ setup_test() {
     log "installing ComfyUI's requirements"
     $pip install -q -c tests/env/constraints.txt -r tests/env/comfyui-requirements.txt
     log "installing the pack with its test extra"
-    $pip install -q -c tests/env/constraints.txt -e ".[graph,test]"
+    $pip install -q -c tests/env/constraints.txt -e ".[graph,test,faces,faces-dlib,latents]"
     install_comfyui "$venv"
     echo "$stamp" > "$venv/.talkinghead-stamp"
   fi

@@ -41,6 +41,12 @@ CONTRACT = {
         "outputs": ["STRING", "VIDEO"],
         "output_node": True,
     },
+    "TalkingHeadReferenceEncoder": {
+        "inputs": {"image": "IMAGE", "consent": "BOOLEAN", "face_index": "INT", "backend": "COMBO",
+                   "vae_name": "COMBO"},
+        "outputs": ["TH_REFERENCE", "IMAGE", "IMAGE", "STRING"],
+        "output_node": True,
+    },
 }
 CONTRACT_LIMITS = {  # (node, input): (min, max)
     ("TalkingHeadSpeak", "rate_wpm"): (80, 450),
@@ -52,6 +58,7 @@ CONTRACT_OPTIONS = {  # (node, input): options that must be offered (an option m
     ("TalkingHeadLoadImage", "image"): {"(sample) astronaut"},
     ("TalkingHeadLoadAudio", "audio"): {"(sample) speech"},
     ("TalkingHeadMux", "duration_policy"): {"match_audio", "match_video"},
+    ("TalkingHeadReferenceEncoder", "vae_name"): {"none"},
 }
 AV_OFFSET_LIMIT_MS = 5.0
 
@@ -313,15 +320,34 @@ def test_workflows_are_shipped():
         assert api.exists(), f"{p.name} has no API-format twin {api.name}"
 
 
+def with_consent(graph: dict) -> dict:
+    """The graph as a user runs it after attesting consent on every ReferenceEncoder (the shipped
+    files leave it unset on purpose)."""
+    for node in graph.values():
+        if node["class_type"] == "TalkingHeadReferenceEncoder":
+            node["inputs"]["consent"] = True
+    return graph
+
+
+def reference_outputs(outputs: dict) -> dict:
+    return {nid: ui["talkinghead_reference"][0] for nid, ui in outputs.items() if "talkinghead_reference" in ui}
+
+
 @pytest.mark.parametrize("workflow", API_WORKFLOWS, ids=lambda p: p.name)
 def test_api_workflow_runs_and_mux_passes(workflow, comfy_server, server_runs, tmp_path):
-    graph = json.loads(workflow.read_text())
+    graph = with_consent(json.loads(workflow.read_text()))
     t0 = time.monotonic()
     run = comfy_server.run_prompt(graph, timeout=600)
     seconds = time.monotonic() - t0
     check_run_succeeded(run, comfy_server, workflow.name)
     muxes = mux_outputs(run.outputs)
-    assert muxes, f"{workflow.name}: no TalkingHeadMux output in history: {run.outputs}"
+    has_mux = any(node["class_type"] == "TalkingHeadMux" for node in graph.values())
+    assert bool(muxes) == has_mux, f"{workflow.name}: TalkingHeadMux outputs in history: {run.outputs}"
+    for nid, node in graph.items():
+        if node["class_type"] == "TalkingHeadReferenceEncoder":
+            ui = run.outputs.get(nid, {})
+            assert "Reference quality" in ui.get("text", [""])[0], ui
+            assert ui.get("images") and ui["images"][0]["type"] == "temp", ui  # the preview shows on the node
     results = [check_mux_file(comfy_server, nid, ui, tmp_path) for nid, ui in muxes]
     ours = {nid for nid, node in graph.items() if node["class_type"].startswith(PREFIX)}
     progressed = {e.get("node") for e in run.events_of("progress")} & ours
@@ -339,7 +365,7 @@ def test_headless_executor_matches_server(workflow, comfy_server, server_runs, t
     from talkinghead.nodes.headless.executor import run_graph
 
     run, server_results, _ = server_runs[workflow.name]
-    graph = json.loads(workflow.read_text())
+    graph = with_consent(json.loads(workflow.read_text()))
     (tmp_path / "out").mkdir()
     t0 = time.monotonic()
     result = run_graph(graph, input_dir=comfy_server.input_dir, output_dir=tmp_path / "out",
@@ -348,6 +374,7 @@ def test_headless_executor_matches_server(workflow, comfy_server, server_runs, t
     local = {nid: ui["talkinghead_mux"][0] for nid, ui in mux_outputs(result.outputs)}
     remote = {nid: ui["talkinghead_mux"][0] for nid, ui in mux_outputs(run.outputs)}
     assert set(local) == set(remote), (sorted(local), sorted(remote))
+    assert reference_outputs(result.outputs) == reference_outputs(run.outputs)
     for nid in remote:
         # These workflows synthesise their speech with espeak-ng, whose output depends on what the
         # process synthesised before (measured: the same sentence twice in one process gave 168747
@@ -425,8 +452,16 @@ def _blank_text(object_info):
     return graph, "4", "TalkingHeadSpeak", "text"
 
 
-@pytest.mark.parametrize("make", [_bad_prefix, _blank_text], ids=["mux_filename_prefix",
-                                                                   "speak_blank_text"])
+def _no_consent(object_info):
+    graph, _ = sample_graph(object_info)
+    encoder = widget_defaults(object_info["TalkingHeadReferenceEncoder"]) | {"image": ["1", 0]}
+    assert encoder["consent"] is False  # the default: a user must attest
+    return ({"1": graph["1"], "9": {"class_type": "TalkingHeadReferenceEncoder", "inputs": encoder}},
+            "9", "TalkingHeadReferenceEncoder", "consent")
+
+
+@pytest.mark.parametrize("make", [_bad_prefix, _blank_text, _no_consent],
+                         ids=["mux_filename_prefix", "speak_blank_text", "reference_without_consent"])
 def test_node_exception_reaches_client(make, comfy_server, object_info):
     graph, bad_node, node_type, input_name = make(object_info)
     watch = comfy_server.base_dir.parent
@@ -475,10 +510,10 @@ def test_core_load_image_and_audio_feed_our_mux(comfy_server, object_info, media
 
 
 def test_our_frames_feed_core_video_nodes(comfy_server, object_info, tmp_path):
-    assert API_WORKFLOWS, "no API workflow to take frames from"
-    graph = json.loads(API_WORKFLOWS[0].read_text())
+    video_workflows = [p for p in API_WORKFLOWS if "TalkingHeadMux" in p.read_text()]
+    assert video_workflows, "no API workflow with a TalkingHeadMux to take frames from"
+    graph = with_consent(json.loads(video_workflows[0].read_text()))
     mux_ids = [nid for nid, n in graph.items() if n["class_type"] == "TalkingHeadMux"]
-    assert mux_ids, f"{API_WORKFLOWS[0].name} has no TalkingHeadMux"
     frames = copy.deepcopy(graph[mux_ids[0]]["inputs"]["images"])
     audio = copy.deepcopy(graph[mux_ids[0]]["inputs"]["audio"])
     graph["900"] = {"class_type": "CreateVideo", "inputs": {"images": frames, "fps": 25.0,

@@ -117,3 +117,23 @@ def test_visemes_track_json_to_stdout_and_bad_audio(tmp_path):
     done = talkinghead("visemes", str(tmp_path / "bad.wav"), cwd=tmp_path)
     assert done.returncode == 2 and "AUDIO" in done.stderr and "bad.wav" in done.stderr
     assert not (tmp_path / "out.json").exists()
+
+
+def test_reference_needs_consent_then_writes_reference_and_preview(tmp_path):
+    pytest.importorskip("mediapipe")
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "portrait.png")
+    refused = talkinghead("reference", "portrait.png", "-o", "ref/astro", cwd=tmp_path)
+    assert refused.returncode == 2 and "consent" in refused.stderr
+    assert not (tmp_path / "ref").exists()
+    done = talkinghead("reference", "portrait.png", "--consent", "-o", "ref/astro", "--preview", "p.png", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Reference quality: OK" in done.stdout and "Head pose: yaw" in done.stdout
+    saved = json.loads((tmp_path / "ref" / "astro.json").read_text())
+    assert saved["face_count"] == 1 and saved["consent"]["attested"] is True
+    assert (tmp_path / "ref" / "astro.safetensors").stat().st_size > 100_000
+    assert Image.open(tmp_path / "p.png").size == (512, 512)
+    missing = talkinghead("reference", "nothere.png", "--consent", cwd=tmp_path)
+    assert missing.returncode == 2 and "IMAGE" in missing.stderr
