@@ -55,3 +55,11 @@ def test_log_mel_grid_matches_hop():
     feats = log_mel_frames(np.zeros(SR, np.int16), SR)
     assert feats.shape[1] == 24 and abs(feats.shape[0] - SR / 40) <= 1  # one row per 2.5 ms
     assert np.isfinite(feats).all()
+
+
+def test_bilabial_boundaries_stay_put():
+    # the lip closure is timed by the aligner; a burst nearby must not drag it
+    samples = _two_sounds(0.503)
+    phones = _phones(0.51)
+    phones[2].phoneme = "M"
+    assert refine_boundaries(phones, samples, SR) == 0 and phones[2].start_s == 0.51
