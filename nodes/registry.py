@@ -3,6 +3,7 @@
 Node type ids are global across every ComfyUI pack, so all of ours start with "TalkingHead".
 """
 
+from .artifacts import TalkingHeadArtifactReport
 from .loaders import TalkingHeadLoadAudio, TalkingHeadLoadImage
 from .mux import TalkingHeadMux
 from .reference import TalkingHeadReferenceEncoder
@@ -16,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "TalkingHeadVisemeAligner": TalkingHeadVisemeAligner,
     "TalkingHeadReferenceEncoder": TalkingHeadReferenceEncoder,
     "TalkingHeadMux": TalkingHeadMux,
+    "TalkingHeadArtifactReport": TalkingHeadArtifactReport,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -25,4 +27,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "TalkingHeadVisemeAligner": "Viseme Aligner (Talking Head)",
     "TalkingHeadReferenceEncoder": "Reference Encoder (Talking Head)",
     "TalkingHeadMux": "Mux MP4 (Talking Head)",
+    "TalkingHeadArtifactReport": "Artifact Report (Talking Head)",
 }
