@@ -7,7 +7,6 @@ import logging
 from ..pipeline.artifact_plot import render_artifact_plot
 from ..pipeline.artifact_report import score_clip
 from ..pipeline.output_paths import atomic_write_path, next_output_path
-from ..pipeline.viseme_track import MOUTH_PARAMS
 from . import comfy_env
 from .reference import REFERENCE
 from .visemes import VISEME_TRACK
@@ -64,7 +63,7 @@ class TalkingHeadArtifactReport:
                 ),
                 "viseme_track": (
                     VISEME_TRACK,
-                    {"tooltip": "The track the clip was animated from: its jaw_open curve is correlated with the "
+                    {"tooltip": "The track the clip was animated from: its intended lip gap (jaw open, less closure and tuck) is correlated with the "
                      "re-measured mouth opening."},
                 ),
             },
@@ -77,7 +76,7 @@ class TalkingHeadArtifactReport:
         frames = (comfy_env.image_batch_to_numpy(images[i:i + 1])[0] for i in range(count))
         intended = None
         if viseme_track is not None and getattr(viseme_track, "mouth", None) is not None:
-            intended = viseme_track.mouth[:, MOUTH_PARAMS.index("jaw_open")]
+            intended = viseme_track.lip_gap()
         report = score_clip(frames, clip, fps, reference=reference, intended_mouth=intended,
                             progress=comfy_env.progress_callback(max(count, 1)), frames_name="images")
         for note in report.notes:

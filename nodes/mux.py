@@ -7,6 +7,7 @@ import logging
 import os
 
 from ..pipeline import mux as mux_stage
+from ..pipeline.errors import InputError
 from ..pipeline.output_paths import next_output_path
 from . import comfy_env
 
@@ -44,7 +45,6 @@ class TalkingHeadMux:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "images": ("IMAGE", {"tooltip": "Video frames, in order. One image is held for the whole audio."}),
                 "audio": ("AUDIO", {"tooltip": "The speech. Any sample rate, mono or stereo."}),
                 "fps": (
                     "FLOAT",
@@ -73,11 +73,29 @@ class TalkingHeadMux:
                     {"default": 18, "min": 0, "max": 51,
                      "tooltip": "H.264 quality: lower is better and larger. 18 looks lossless to most eyes."},
                 ),
-            }
+            },
+            "optional": {
+                "images": ("IMAGE", {"tooltip": "Video frames, in order. One image is held for the whole audio. "
+                                     "Connect this or frame_stream."}),
+                "frame_stream": ("TH_FRAME_STREAM", {
+                    "tooltip": "Frames from Temporal Sampler's frame_stream: rendered while encoding, so long "
+                    "clips never sit in memory. Used instead of images when both are connected."}),
+            },
         }
 
-    def mux(self, images, audio, fps, duration_policy, audio_offset_ms, filename_prefix, crf):
-        frames = comfy_env.image_batch_to_numpy(images)
+    def mux(self, audio, fps, duration_policy, audio_offset_ms, filename_prefix, crf, images=None,
+            frame_stream=None):
+        if frame_stream is not None:
+            if abs(float(frame_stream.fps) - float(fps)) > 1e-6:
+                raise InputError("fps", f"is {fps:g} but the frame stream was made at {float(frame_stream.fps):g} fps "
+                                 "(the Viseme Aligner's fps)", "Set the same fps on the Viseme Aligner and on Mux.")
+            frames, frame_count = frame_stream.images(), len(frame_stream)
+        elif images is not None:
+            frames = comfy_env.image_batch_to_numpy(images)
+            frame_count = len(frames)
+        else:
+            raise InputError("images", "nothing is connected, and neither is frame_stream",
+                             "Connect the frames: an IMAGE batch to images, or Temporal Sampler's frame_stream.")
         clip = comfy_env.audio_to_clip(audio, "audio")
         output_dir = comfy_env.output_directory()
         target = next_output_path(output_dir, filename_prefix, "mp4")
@@ -89,7 +107,7 @@ class TalkingHeadMux:
             duration_policy=duration_policy,
             audio_offset_ms=audio_offset_ms,
             crf=crf,
-            progress=comfy_env.progress_callback(len(frames)),
+            progress=comfy_env.progress_callback(frame_count),
         )
         for note in result.notes:
             logger.info("Mux: %s", note)

@@ -7,6 +7,7 @@ from .artifacts import TalkingHeadArtifactReport
 from .loaders import TalkingHeadLoadAudio, TalkingHeadLoadImage
 from .mux import TalkingHeadMux
 from .reference import TalkingHeadReferenceEncoder
+from .sampler import TalkingHeadTemporalSampler
 from .speak import TalkingHeadSpeak
 from .visemes import TalkingHeadVisemeAligner
 
@@ -16,6 +17,7 @@ NODE_CLASS_MAPPINGS = {
     "TalkingHeadSpeak": TalkingHeadSpeak,
     "TalkingHeadVisemeAligner": TalkingHeadVisemeAligner,
     "TalkingHeadReferenceEncoder": TalkingHeadReferenceEncoder,
+    "TalkingHeadTemporalSampler": TalkingHeadTemporalSampler,
     "TalkingHeadMux": TalkingHeadMux,
     "TalkingHeadArtifactReport": TalkingHeadArtifactReport,
 }
@@ -26,6 +28,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "TalkingHeadSpeak": "Speak (Talking Head)",
     "TalkingHeadVisemeAligner": "Viseme Aligner (Talking Head)",
     "TalkingHeadReferenceEncoder": "Reference Encoder (Talking Head)",
+    "TalkingHeadTemporalSampler": "Temporal Sampler, weight-free (Talking Head)",
     "TalkingHeadMux": "Mux MP4 (Talking Head)",
     "TalkingHeadArtifactReport": "Artifact Report (Talking Head)",
 }

@@ -712,7 +712,7 @@ def score_clip(
         reference: optional pipeline.reference.Reference with its `frame` pixels; the identity is
             compared with it. Without it (or without its pixels) the first frame with a face is used.
         intended_mouth: optional float [N'] mouth track the clip was meant to follow (e.g. the
-            VisemeTrack's jaw_open column); compared with the measured mouth opening (Pearson).
+            VisemeTrack.lip_gap(), or the renderer's own per-frame intended opening); compared with the measured mouth opening (Pearson).
         config: thresholds, see ArtifactConfig.
         progress: called as progress(frames_done, total) after each frame (total 0 when unknown).
         frames_name, audio_name: input names used in errors.

@@ -78,6 +78,15 @@ class VisemeTrack:
         """float32 [num_frames] of one mouth parameter, by name (see MOUTH_PARAMS)."""
         return self.mouth[:, MOUTH_PARAMS.index(name)]
 
+    def lip_gap(self) -> np.ndarray:
+        """float32 [num_frames] in 0..1: how far apart the lips are meant to be.
+
+        jaw_open x (1 - lip_closure) x (1 - lip_tuck): the jaw opens the mouth, pressed lips (P/B/M)
+        and a tucked lower lip (F/V) shut it. What a re-measured inner-lip gap should follow.
+        """
+        jaw, closure, tuck = (self.mouth_param(n) for n in ("jaw_open", "lip_closure", "lip_tuck"))
+        return (jaw * (1.0 - closure) * (1.0 - tuck)).astype(np.float32)
+
     def to_dict(self) -> dict:
         return {
             "format": "talkinghead.viseme_track/1",

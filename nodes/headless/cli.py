@@ -5,6 +5,7 @@
     talkinghead speak TEXT [-o speech.wav] [--voice V] [--rate-wpm N] [--pitch N] [--timings speech.json]
     talkinghead visemes AUDIO [--text T] [--fps F] [--format json|rhubarb] [-o OUT] [--preview PNG]
     talkinghead reference IMAGE --consent [--face-index N] [--vae PATH] [-o NAME] [--preview PNG]
+    talkinghead artifacts VIDEO [--reference REF.json] [--track TRACK.json] [-o report.json] [--plot PNG]
     talkinghead voices
 
 Exit status: 0 success, 1 a node failed, 2 bad command line or the workflow was refused,
@@ -145,6 +146,11 @@ def _cmd_demo(args) -> int:
         speak_ids = [node_id for node_id, node in graph.items() if node["class_type"] == "TalkingHeadSpeak"]
         for node_id in speak_ids:
             graph[node_id]["inputs"]["text"] = args.text
+    for node in graph.values():
+        # The demo's portrait is the public-domain NASA photograph that scikit-image ships; the shipped
+        # workflow leaves consent unset so that a user who swaps in a real person attests themselves.
+        if node["class_type"] == "TalkingHeadReferenceEncoder":
+            node["inputs"]["consent"] = True
     print(f"Talking Head demo: running {DEMO_WORKFLOW} (sample portrait + speech synthesised offline)")
     return run_workflow(graph, server=None, out_dir=os.path.abspath(args.out), input_dir=os.path.abspath(args.input),
                         progress=not args.quiet)
@@ -314,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("-o", "--output", help="save the reference here (NAME.json + NAME.safetensors)")
     reference.add_argument("--preview", help="draw box, landmarks and pose to this PNG")
     reference.set_defaults(handler=_cmd_reference)
+
+    from .cli_artifacts import add_parser as add_artifacts_parser
+
+    add_artifacts_parser(commands)
 
     voices = commands.add_parser("voices", help="list the espeak-ng voices")
     voices.set_defaults(handler=_cmd_voices)

@@ -50,7 +50,7 @@ def _cmd_artifacts(args) -> int:
                 raise InputError("--track", f"{args.track!r} is not a viseme track ({exc})", fix) from exc
             if track.mouth.shape[0] == 0:
                 raise InputError("--track", f"{args.track!r} holds no frames", fix)
-            intended = track.mouth_param("jaw_open")
+            intended = track.lip_gap()
         if not os.path.isfile(args.video):
             raise InputError("VIDEO", f"no video file at {args.video!r}", "Check the file name and folder.")
         report = score_file(args.video, reference=reference, intended_mouth=intended, input_name="VIDEO")

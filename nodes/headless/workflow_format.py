@@ -27,6 +27,15 @@ MULTILINE_HEIGHT_PX = 110
 PREVIEW_HEIGHT_PX = 520
 
 
+
+def _has_seed_control(name: str, expected, options: dict) -> bool:
+    """Whether ComfyUI's frontend gives this input a control_after_generate widget."""
+    if expected != "INT":
+        return False
+    if "control_after_generate" in options:
+        return bool(options["control_after_generate"])
+    return name in ("seed", "noise_seed")
+
 def _node_height_px(specs: dict, node_class: type) -> int:
     rows = len(specs) + len(node_class.RETURN_TYPES)
     multiline = sum(1 for _s, _t, options in specs.values() if options.get("multiline"))
@@ -87,6 +96,10 @@ def api_to_ui(graph: dict, node_classes: Optional[dict] = None) -> dict:
                 widgets_values.append(value if name in node.get("inputs", {}) else options.get("default"))
             else:
                 inputs.append({"name": name, "type": expected, "link": None})
+            if is_widget and _has_seed_control(name, expected, options):
+                # The frontend adds a "control after generate" widget right after a seed and loads
+                # widgets_values in widget order: "fixed" keeps the workflow's seed on every run.
+                widgets_values.append("fixed")
         names = getattr(node_class, "RETURN_NAMES", node_class.RETURN_TYPES)
         outputs = [
             {"name": names[i], "type": output_type, "links": outputs_links.get((node_id, i), []), "slot_index": i}

@@ -130,6 +130,20 @@ def test_ui_workflows_exist():
     assert UI_WORKFLOWS, f"no UI-format workflows in {WORKFLOWS_DIR}"
 
 
+CONSENT_JS = """
+() => {
+  const nodes = window.app.graph.nodes || window.app.graph._nodes;
+  let ticked = 0;
+  for (const node of nodes.filter(n => n.type === "TalkingHeadReferenceEncoder")) {
+    const widget = node.widgets.find(w => w.name === "consent");
+    widget.value = true;
+    widget.callback?.(true);
+    ticked += 1;
+  }
+  return ticked;
+}
+"""
+
 LOAD_JS = """
 async ([wf, name]) => {
   await window.app.loadGraphData(wf, true, true, name);
@@ -188,8 +202,19 @@ def test_queue_workflow_from_page_shows_video(frontend, comfy_server, artifacts_
     wf = json.loads(workflow.read_text())
     res = frontend.page.evaluate(LOAD_JS, [wf, workflow.name])
     assert not res["unregistered"], res
+    # The user attests consent on the Reference Encoder, as the shipped workflow asks them to.
+    ticked = frontend.page.evaluate(CONSENT_JS)
     api_graph = frontend.page.evaluate("async () => (await window.app.graphToPrompt()).output")
     assert any(n["class_type"] == "TalkingHeadMux" for n in api_graph.values()), api_graph
+    encoders = [n for n in api_graph.values() if n["class_type"] == "TalkingHeadReferenceEncoder"]
+    assert ticked == len(encoders) and all(n["inputs"]["consent"] is True for n in encoders), api_graph
+    # every widget value reached the prompt as the API twin of the workflow has it (widget order)
+    twin = json.loads(workflow.with_name(workflow.name[:-len(".json")] + ".api.json").read_text())
+    for node_id, node in twin.items():
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) or name == "consent":
+                continue
+            assert api_graph[node_id]["inputs"].get(name) == value, (node_id, name, api_graph[node_id]["inputs"])
 
     t0 = time.monotonic()
     with frontend.page.expect_response(

@@ -23,6 +23,7 @@ def talkinghead(*args, cwd):
 def test_run_on_server_downloads_a_synced_mp4_with_a_bar_per_node(comfy_server, tmp_path):
     done = talkinghead("run", str(WORKFLOW), "--server", comfy_server.url, "--out", str(tmp_path / "out"),
                        "--set", "2.text=Straight from the server.", "--set", "3.filename_prefix=cli/server",
+                       "--set", "5.consent=true",
                        cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     (mp4,) = (tmp_path / "out" / "cli").glob("server_*.mp4")
@@ -36,7 +37,7 @@ def test_run_on_server_downloads_a_synced_mp4_with_a_bar_per_node(comfy_server, 
 
 def test_server_validation_errors_are_rendered_and_exit_2(comfy_server, tmp_path):
     done = talkinghead("run", str(WORKFLOW), "--server", comfy_server.url, "--out", str(tmp_path),
-                       "--set", "3.crf=99", cwd=tmp_path)
+                       "--set", "3.crf=99", "--set", "5.consent=true", cwd=tmp_path)
     assert done.returncode == 2
     # The Viseme Aligner output is still valid, so ComfyUI queues it and drops only the Mux.
     assert "ComfyUI refused part of the workflow" in done.stderr
@@ -44,7 +45,7 @@ def test_server_validation_errors_are_rendered_and_exit_2(comfy_server, tmp_path
     assert not list(tmp_path.rglob("*.mp4"))
 
     done = talkinghead("run", str(WORKFLOW), "--server", comfy_server.url, "--out", str(tmp_path),
-                       "--set", "3.crf=99", "--set", "4.fps=0", cwd=tmp_path)
+                       "--set", "3.crf=99", "--set", "4.fps=0", "--set", "5.crop_size=1", cwd=tmp_path)
     assert done.returncode == 2
     assert "Prompt outputs failed validation" in done.stderr
     assert "node #4 Viseme Aligner: Value 0.0 smaller than min of 1.0" in done.stderr
@@ -52,7 +53,7 @@ def test_server_validation_errors_are_rendered_and_exit_2(comfy_server, tmp_path
 
 def test_server_node_failure_names_node_and_input_and_exits_1(comfy_server, tmp_path):
     done = talkinghead("run", str(WORKFLOW), "--server", comfy_server.url, "--out", str(tmp_path),
-                       "--set", "3.filename_prefix=../../escape", cwd=tmp_path)
+                       "--set", "3.filename_prefix=../../escape", "--set", "5.consent=true", cwd=tmp_path)
     assert done.returncode == 1
     assert "Node #3 TalkingHeadMux failed" in done.stderr and "filename_prefix" in done.stderr
     assert not list(tmp_path.rglob("*.mp4"))

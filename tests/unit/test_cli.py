@@ -18,6 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / "workflows"
 
 
+#: The shipped workflows leave the Reference Encoder's consent unset: a user attests on the command line.
+CONSENT = ("--set", "5.consent=true")
+
+
 def talkinghead(*args, cwd):
     return subprocess.run(
         [sys.executable, "-m", "talkinghead.nodes.headless.cli", *args],
@@ -36,7 +40,8 @@ def test_demo_writes_an_mp4_and_says_where(tmp_path):
 def test_run_applies_set_overrides(tmp_path):
     done = talkinghead(
         "run", str(WORKFLOWS / "script_to_video.api.json"), "--quiet", "--out", str(tmp_path),
-        "--set", "2.text=Just two words.", "--set", "3.fps=30", "--set", "3.filename_prefix=custom/clip",
+        "--set", "2.text=Just two words.", "--set", "3.fps=30", "--set", "4.fps=30",
+        "--set", "3.filename_prefix=custom/clip", *CONSENT,
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
@@ -46,7 +51,7 @@ def test_run_applies_set_overrides(tmp_path):
 
 def test_refused_workflow_exits_2_with_readable_node_errors(tmp_path):
     done = talkinghead("run", str(WORKFLOWS / "script_to_video.api.json"), "--quiet", "--out", str(tmp_path),
-                       "--set", "2.rate_wpm=9000", cwd=tmp_path)
+                       "--set", "2.rate_wpm=9000", *CONSENT, cwd=tmp_path)
     assert done.returncode == 2
     assert "node #2 Speak the script: Value 9000 bigger than max of 450" in done.stderr
     assert not list(tmp_path.rglob("*.mp4"))
@@ -54,7 +59,7 @@ def test_refused_workflow_exits_2_with_readable_node_errors(tmp_path):
 
 def test_node_failure_exits_1_naming_node_and_input(tmp_path):
     done = talkinghead("run", str(WORKFLOWS / "script_to_video.api.json"), "--quiet", "--out", str(tmp_path),
-                       "--set", "2.text=  ", cwd=tmp_path)
+                       "--set", "2.text=  ", *CONSENT, cwd=tmp_path)
     assert done.returncode == 1
     assert "Node #2 TalkingHeadSpeak failed" in done.stderr and "text" in done.stderr
 

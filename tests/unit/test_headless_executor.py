@@ -25,7 +25,13 @@ WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 
 
 def load(name: str) -> dict:
-    return json.loads((WORKFLOWS / name).read_text())
+    """A shipped workflow as a user runs it after attesting consent on its Reference Encoder (the
+    files leave consent unset on purpose; test_reference_node checks the refusal)."""
+    graph = json.loads((WORKFLOWS / name).read_text())
+    for node in graph.values():
+        if node["class_type"] == "TalkingHeadReferenceEncoder":
+            node["inputs"]["consent"] = True
+    return graph
 
 
 @pytest.fixture
@@ -64,7 +70,14 @@ def test_every_shipped_video_workflow_runs_in_process_to_a_synced_mp4(workflow, 
 
 def test_the_same_graph_twice_gives_identical_frames_and_a_new_counter(folders):
     input_dir, output_dir = folders
+    # the same speech file both times (espeak-ng's output depends on what the process said before)
+    from talkinghead.pipeline.audio_io import load_audio  # noqa: F401  (the loader reads it back)
+    from talkinghead.pipeline.speak import speak_to_wav
+
+    speak_to_wav("Bob made a big map of the moon.", os.path.join(input_dir, "speech.wav"))
     graph = load("talking_head.api.json")
+    graph["2"]["inputs"]["audio"] = "speech.wav"
+    graph["4"]["inputs"]["transcript"] = "Bob made a big map of the moon."
     first = run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False).outputs["3"]
     second = run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False).outputs["3"]
     assert first["talkinghead_mux"][0]["frames_sha256"] == second["talkinghead_mux"][0]["frames_sha256"]
@@ -76,15 +89,16 @@ def test_user_files_in_the_input_folder_are_loaded(folders):
     from PIL import Image
 
     input_dir, output_dir = folders
-    portrait = np.zeros((64, 48, 3), np.uint8)
-    portrait[:, :24] = (200, 30, 30)
+    from skimage import data
+
+    portrait = np.asarray(Image.fromarray(data.astronaut()).resize((384, 448)))  # 384 wide, 448 high
     Image.fromarray(portrait).save(os.path.join(input_dir, "me.png"))
     graph = load("script_to_video.api.json")
     graph["1"]["inputs"]["image"] = "me.png"
     graph["2"]["inputs"]["text"] = "Short."
     result = run_graph(graph, input_dir=input_dir, output_dir=output_dir, progress=False)
     report = result.outputs["3"]["talkinghead_mux"][0]
-    assert (report["width"], report["height"]) == (48, 64)
+    assert (report["width"], report["height"]) == (384, 448)
 
 
 def errors_of(graph) -> dict:
