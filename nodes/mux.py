@@ -9,6 +9,9 @@ import os
 from ..pipeline import mux as mux_stage
 from ..pipeline.errors import InputError
 from ..pipeline.output_paths import next_output_path
+from ..pipeline.provenance import configured_identity
+from ..pipeline.publish import publish
+from ..pipeline.visible_label import POSITIONS, LabelConfig
 from . import comfy_env
 
 logger = logging.getLogger("talkinghead")
@@ -73,6 +76,20 @@ class TalkingHeadMux:
                     {"default": 18, "min": 0, "max": 51,
                      "tooltip": "H.264 quality: lower is better and larger. 18 looks lossless to most eyes."},
                 ),
+                "watermark": ("BOOLEAN", {
+                    "default": True, "label_on": "on", "label_off": "OFF",
+                    "tooltip": "Invisible watermark with a 64-bit payload (generator, clip id, time) that survives "
+                    "re-encoding, resizing and cropping; `talkinghead verify` reads it. On by default."}),
+                "content_credentials": ("BOOLEAN", {
+                    "default": True, "label_on": "on", "label_off": "OFF",
+                    "tooltip": "Sign the MP4 with C2PA content credentials (made by an AI model, by this pack, "
+                    "from which inputs). Uses your certificate from the config folder if present, else a local "
+                    "one made once (reported as untrusted). On by default."}),
+                "visible_label": ("BOOLEAN", {"default": False,
+                                              "tooltip": "Also draw a visible label such as 'AI-generated'."}),
+                "label_text": ("STRING", {"default": "AI-generated", "tooltip": "Text of the visible label."}),
+                "label_position": (list(POSITIONS), {"default": "bottom_right",
+                                                     "tooltip": "Corner of the visible label."}),
             },
             "optional": {
                 "images": ("IMAGE", {"tooltip": "Video frames, in order. One image is held for the whole audio. "
@@ -83,8 +100,9 @@ class TalkingHeadMux:
             },
         }
 
-    def mux(self, audio, fps, duration_policy, audio_offset_ms, filename_prefix, crf, images=None,
-            frame_stream=None):
+    def mux(self, audio, fps, duration_policy, audio_offset_ms, filename_prefix, crf, watermark=True,
+            content_credentials=True, visible_label=False, label_text="AI-generated", label_position="bottom_right",
+            images=None, frame_stream=None):
         if frame_stream is not None:
             if abs(float(frame_stream.fps) - float(fps)) > 1e-6:
                 raise InputError("fps", f"is {fps:g} but the frame stream was made at {float(frame_stream.fps):g} fps "
@@ -99,21 +117,27 @@ class TalkingHeadMux:
         clip = comfy_env.audio_to_clip(audio, "audio")
         output_dir = comfy_env.output_directory()
         target = next_output_path(output_dir, filename_prefix, "mp4")
-        result = mux_stage.mux(
+        published = publish(
             frames,
             clip,
             fps,
             target.path,
+            watermark=bool(watermark),
+            content_credentials=bool(content_credentials),
+            label=LabelConfig(text=label_text, position=label_position) if visible_label else None,
+            reference_image_sha256=getattr(frame_stream, "reference_image_sha256", None),
+            identity=configured_identity(),
             duration_policy=duration_policy,
             audio_offset_ms=audio_offset_ms,
             crf=crf,
             progress=comfy_env.progress_callback(frame_count),
         )
-        for note in result.notes:
+        result = published.mux
+        for note in published.notes:
             logger.info("Mux: %s", note)
         video = VideoFromFile(result.path) if VideoFromFile is not None else MuxedVideo(result.path)
         preview = {"filename": os.path.basename(result.path), "subfolder": target.subfolder, "type": "output"}
         return {
-            "ui": {"images": [preview], "animated": (True,), "talkinghead_mux": [result.to_dict()]},
+            "ui": {"images": [preview], "animated": (True,), "talkinghead_mux": [published.to_dict()]},
             "result": (result.path, video),
         }

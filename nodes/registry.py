@@ -10,6 +10,7 @@ from .reference import TalkingHeadReferenceEncoder
 from .sampler import TalkingHeadTemporalSampler
 from .speak import TalkingHeadSpeak
 from .visemes import TalkingHeadVisemeAligner
+from .watermark import TalkingHeadWatermark, TalkingHeadWatermarkDetect
 
 NODE_CLASS_MAPPINGS = {
     "TalkingHeadLoadImage": TalkingHeadLoadImage,
@@ -20,6 +21,8 @@ NODE_CLASS_MAPPINGS = {
     "TalkingHeadTemporalSampler": TalkingHeadTemporalSampler,
     "TalkingHeadMux": TalkingHeadMux,
     "TalkingHeadArtifactReport": TalkingHeadArtifactReport,
+    "TalkingHeadWatermark": TalkingHeadWatermark,
+    "TalkingHeadWatermarkDetect": TalkingHeadWatermarkDetect,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -31,4 +34,6 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "TalkingHeadTemporalSampler": "Temporal Sampler, weight-free (Talking Head)",
     "TalkingHeadMux": "Mux MP4 (Talking Head)",
     "TalkingHeadArtifactReport": "Artifact Report (Talking Head)",
+    "TalkingHeadWatermark": "Watermark (Talking Head)",
+    "TalkingHeadWatermarkDetect": "Detect Watermark (Talking Head)",
 }

@@ -757,4 +757,9 @@ def render_frames(reference: Reference, track: VisemeTrack, config: SamplerConfi
     rig = FaceRig(frame, lm, lm68, reference.landmark_layout, config)
     mouth = np.clip(np.nan_to_num(np.asarray(track.mouth, np.float32)), 0.0, 1.0)
     life = life_schedule(mouth[:, 0], float(track.fps), int(config.seed), motion, blink, config.life)
-    return FrameStream(rig, mouth, life, float(track.fps), config, progress)
+    stream = FrameStream(rig, mouth, life, float(track.fps), config, progress)
+    # for the content credentials of whatever is made from these frames (see publish.py)
+    from .publish import image_sha256
+
+    stream.reference_image_sha256 = image_sha256(reference.frame)
+    return stream

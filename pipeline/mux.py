@@ -245,8 +245,9 @@ class MuxResult:
         av_offset_ms: measured audio start - video start (ms), see SyncReport.
         video_duration_s, audio_duration_s: measured durations (s).
         duration_diff_ms: measured audio - video duration (ms).
-        frames_sha256: sha256 of the exact uint8 RGB24 bytes piped to the encoder (after padding
-            and held frames), i.e. before any codec loss; equal hashes mean identical frames.
+        frames_sha256: sha256 of the uint8 RGB24 frames as given (after padding and held frames,
+            before `frame_filter` such as the watermark, whose payload differs per clip) and so
+            before any codec loss; equal hashes mean identical frames.
         duration_policy, audio_offset_ms, crf, preset, audio_bitrate_kbps: the settings used.
         notes: human-readable remarks (padding, held or dropped frames, padded/trimmed audio).
     """
@@ -492,6 +493,7 @@ def mux(
     preset: str = "veryfast",
     audio_bitrate_kbps: int = 192,
     progress: Optional[Callable[[int, int], None]] = None,
+    frame_filter: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> MuxResult:
     """Encodes frames + audio into an MP4 (H.264 yuv420p + AAC), atomically, and measures its sync.
 
@@ -514,6 +516,9 @@ def mux(
         audio_bitrate_kbps: AAC bitrate (kbit/s).
         progress: called as progress(frames_written, total_frames) after every frame; total is the
             planned frame count (0 if unknown: an iterator with match_video).
+        frame_filter: applied to each uint8 [H, W, 3] frame (after padding) just before encoding,
+            e.g. the visible label and the watermark; must return the same shape. frames_sha256
+            hashes the frames before it.
     Returns:
         MuxResult, including the A/V offset and duration difference measured by decoding the file.
     Raises:
@@ -572,8 +577,9 @@ def mux(
         total = limit if limit is not None else (known_count or 0)
         current, used, index = first_rgb, 1, 0
         while True:
-            writer.write(memoryview(current).cast("B"))
             hasher.update(memoryview(current).cast("B"))
+            shown = current if frame_filter is None else np.ascontiguousarray(frame_filter(current), np.uint8)
+            writer.write(memoryview(shown).cast("B"))
             written += 1
             if progress is not None:
                 progress(written, total)

@@ -837,3 +837,20 @@ def read_manifest(path: str, trust_anchor_pem: Optional[bytes] = None, *,
     if state not in STATES:
         state = "Invalid"
     return ManifestReport(state, _summary(manifest), errors, label, bool(trust_anchor_pem), trust_notes)
+
+
+#: The user's own signing files, looked for in <config folder>/USER_IDENTITY_DIR: the certificate
+#: chain (leaf first), its private key, and optionally the CA to report as the trust anchor.
+USER_IDENTITY_DIR = "c2pa-user"
+USER_CERT_FILE, USER_KEY_FILE, USER_ANCHOR_FILE = "certificate.pem", "private_key.pem", "trust_anchor.pem"
+
+
+def configured_identity(config_dir: Optional[str] = None) -> Optional[SigningIdentity]:
+    """The user's identity from <config>/c2pa-user/ (certificate.pem + private_key.pem, optional
+    trust_anchor.pem), or None when they have not put one there (then the local default is used)."""
+    folder = os.path.join(config_dir or default_config_dir(), USER_IDENTITY_DIR)
+    cert, key = os.path.join(folder, USER_CERT_FILE), os.path.join(folder, USER_KEY_FILE)
+    if not (os.path.isfile(cert) and os.path.isfile(key)):
+        return None
+    anchor = os.path.join(folder, USER_ANCHOR_FILE)
+    return user_identity(cert, key, anchor if os.path.isfile(anchor) else None)

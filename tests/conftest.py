@@ -18,6 +18,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from comfy_server import ARTIFACTS_DIR, ComfyServer, comfyui_dir_or_reason  # noqa: E402
 
+# Signing keys (the local C2PA identity Mux makes on first use) go to a folder of this test run, not
+# the user's ~/.config; ComfyUI servers started by the tests inherit it.
+if "TALKINGHEAD_CONFIG_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["TALKINGHEAD_CONFIG_DIR"] = tempfile.mkdtemp(prefix="talkinghead-test-config-")
+
 
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:

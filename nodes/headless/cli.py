@@ -6,9 +6,10 @@
     talkinghead visemes AUDIO [--text T] [--fps F] [--format json|rhubarb] [-o OUT] [--preview PNG]
     talkinghead reference IMAGE --consent [--face-index N] [--vae PATH] [-o NAME] [--preview PNG]
     talkinghead artifacts VIDEO [--reference REF.json] [--track TRACK.json] [-o report.json] [--plot PNG]
+    talkinghead verify FILE [--trust-anchor CA.pem]
     talkinghead voices
 
-Exit status: 0 success, 1 a node failed, 2 bad command line or the workflow was refused,
+Exit status: 0 success, 1 a node failed (verify: neither credentials nor watermark found), 2 bad command line or the workflow was refused,
 3 the ComfyUI server could not be reached.
 """
 
@@ -254,6 +255,48 @@ def _cmd_reference(args) -> int:
     return 0
 
 
+def _cmd_verify(args) -> int:
+    """Content credentials and watermark of a file; exit 0 when generated content was recognised."""
+    from ...pipeline.errors import InputError
+    from ...pipeline.provenance import read_manifest
+    from ...pipeline.watermark import detect_file, parse_payload
+
+    try:
+        if not os.path.isfile(args.file):
+            raise InputError("FILE", f"{args.file!r} is not a file", "Give the path of a video or image.")
+        anchor = None
+        if args.trust_anchor:
+            if not os.path.isfile(args.trust_anchor):
+                raise InputError("--trust-anchor", f"{args.trust_anchor!r} is not a file",
+                                 "Give the PEM file of the CA you trust.")
+            anchor = Path(args.trust_anchor).read_bytes()
+        manifest = None
+        if args.file.lower().endswith((".mp4", ".m4v", ".mov")):
+            manifest = read_manifest(args.file, anchor, input_name="FILE")
+        mark = detect_file(args.file)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    lines = manifest.describe() if manifest is not None else ["Content credentials: not read (not an MP4)"]
+    if mark.found:
+        fields = parse_payload(mark.payload)
+        lines.append(f"Watermark: found (confidence z = {mark.confidence:.1f}, in {mark.frames_marked_share:.0%} of "
+                     f"{mark.frames_seen} frames): payload {mark.payload.hex()} (generator {fields['generator_id']:#06x}, "
+                     f"clip {fields['clip_id']}, made {fields['unix_time_s']} s after 1970)")
+    else:
+        lines.append(f"Watermark: not found (confidence z = {mark.confidence:.1f}, {mark.frames_seen} frames read)")
+    state = manifest.state if manifest is not None else "None"
+    if state == "None" and mark.found:
+        lines.append("This copy lost its content credentials (re-encoded or edited) but keeps the watermark: "
+                     "it was generated.")
+    if state == "Invalid":
+        lines.append("The credentials do not match the media: the file was changed after it was signed.")
+    if manifest is not None and mark.found and manifest.summary.get("watermark_payload_hex") not in (None, mark.payload.hex()):
+        lines.append("The watermark payload differs from the one in the credentials.")
+    print("\n".join(lines))
+    return 0 if (mark.found or state in ("Valid", "Trusted")) else 1
+
+
 def _cmd_voices(_args) -> int:
     from ...pipeline.speak import list_voices
 
@@ -320,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument("-o", "--output", help="save the reference here (NAME.json + NAME.safetensors)")
     reference.add_argument("--preview", help="draw box, landmarks and pose to this PNG")
     reference.set_defaults(handler=_cmd_reference)
+
+    verify = commands.add_parser("verify", help="read a file's content credentials (C2PA) and invisible watermark")
+    verify.add_argument("file", help="video (MP4, WebM, ...) or image")
+    verify.add_argument("--trust-anchor", help="PEM file of a CA you trust (then a matching signer reads Trusted)")
+    verify.set_defaults(handler=_cmd_verify)
 
     from .cli_artifacts import add_parser as add_artifacts_parser
 

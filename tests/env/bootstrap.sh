@@ -89,6 +89,10 @@ setup_test() {
     $pip install -q -c tests/env/constraints.txt -r tests/env/comfyui-requirements.txt
     log "installing the pack with its test extra"
     $pip install -q -c tests/env/constraints.txt -e ".[graph,test,faces,faces-dlib,latents]"
+    # benchmark only: invisible-watermark compared side by side with ours (tests/bench/bench_watermark.py);
+    # --no-deps because it declares opencv-python, which would sit beside mediapipe's opencv-contrib.
+    $pip install -q --no-deps "invisible-watermark==0.2.0"
+    $pip install -q -c tests/env/constraints.txt "PyWavelets>=1.6"
     install_comfyui "$venv"
     echo "$stamp" > "$venv/.talkinghead-stamp"
   fi

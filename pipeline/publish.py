@@ -1,0 +1,129 @@
+"""Publishing a clip: optional visible label, invisible watermark, MP4 mux, C2PA content credentials.
+
+    publish(frames, audio, fps, path) -> PublishResult
+
+Order, each step on the output of the one before: the label is drawn into the frames, the
+watermark is embedded on top (so it marks the final pixels), the frames and audio are muxed, then
+the finished MP4 is signed (signing must be the last write: any later remux drops the manifest).
+The watermark and the credentials are on by default; turning either off is an explicit argument
+and is said in the notes.
+
+Watermark payload (pipeline/watermark.make_payload): GENERATOR_ID | clip id | creation time. The
+clip id is 16 bits of the SHA-256 of the audio samples and the reference image, so a detected mark
+can be matched back to its inputs; the manifest carries the full hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from .audio import AudioClip
+from .mux import MuxResult, mux
+from .visible_label import LabelConfig, LabelPainter
+
+#: The watermark's generator id for this pack ("tH").
+GENERATOR_ID = 0x7448
+GENERATOR_NAME = "Talking Head"
+
+
+def generator_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("talkinghead")
+    except Exception:  # not installed as a distribution (e.g. a bare custom_nodes checkout)
+        return "0.1.0"
+
+
+def audio_sha256(audio: AudioClip) -> str:
+    """SHA-256 of the samples (float32, little-endian, channel-major) followed by the rate."""
+    digest = hashlib.sha256(np.ascontiguousarray(audio.samples, "<f4").tobytes())
+    digest.update(int(audio.sample_rate).to_bytes(4, "little"))
+    return digest.hexdigest()
+
+
+def image_sha256(image: np.ndarray) -> str:
+    """SHA-256 of uint8 RGB pixels [H, W, 3] followed by the height and width."""
+    array = np.ascontiguousarray(image, np.uint8)
+    digest = hashlib.sha256(array.tobytes())
+    digest.update(int(array.shape[0]).to_bytes(4, "little") + int(array.shape[1]).to_bytes(4, "little"))
+    return digest.hexdigest()
+
+
+@dataclass
+class PublishResult:
+    """What publish made.
+
+    mux: the MuxResult (path, sync figures, frames_sha256 of the frames before label/watermark).
+    watermark_payload_hex: the 64-bit payload embedded, or None with the watermark off.
+    credentials_state: "signed (untrusted local certificate)", "signed", or "off".
+    notes: everything a user should know (what was turned off, signing notes, mux notes).
+    """
+
+    mux: MuxResult
+    watermark_payload_hex: Optional[str]
+    credentials_state: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = self.mux.to_dict()
+        out.update(watermark_payload_hex=self.watermark_payload_hex, credentials=self.credentials_state,
+                   notes=list(self.notes))
+        return out
+
+
+def publish(frames: Any, audio: AudioClip, fps: float, output_path: str, *, watermark: bool = True,
+            content_credentials: bool = True, label: Optional[LabelConfig] = None,
+            reference_image_sha256: Optional[str] = None, identity: Any = None,
+            unix_time_s: Optional[int] = None, **mux_kwargs) -> PublishResult:
+    """Label, watermark, mux and sign one clip (see the module docstring).
+
+    Args:
+        frames, audio, fps, output_path, **mux_kwargs: as pipeline.mux.mux.
+        watermark: embed the invisible mark (default on).
+        content_credentials: sign the MP4 with a C2PA manifest (default on).
+        label: draw a visible label (default None: off).
+        reference_image_sha256: hash of the portrait the clip animates, for the manifest.
+        identity: provenance.SigningIdentity; None uses the local default identity.
+        unix_time_s: creation time in the payload; None: now.
+    """
+    notes: list[str] = []
+    filters = []
+    if label is not None:
+        filters.append(LabelPainter(label).paint)
+    payload_hex = None
+    clip_hash = hashlib.sha256((audio_sha256(audio) + (reference_image_sha256 or "")).encode()).digest()
+    if watermark:
+        from .watermark import WatermarkEmbedder, make_payload
+
+        payload = make_payload(GENERATOR_ID, int.from_bytes(clip_hash[:2], "big"),
+                               int(time.time() if unix_time_s is None else unix_time_s) & 0xFFFFFFFF)
+        filters.append(WatermarkEmbedder(payload).embed)
+        payload_hex = payload.hex()
+    else:
+        notes.append("watermark: off (turned off by the user): nothing in the pictures says they were generated")
+
+    def frame_filter(frame: np.ndarray) -> np.ndarray:
+        for apply in filters:
+            frame = apply(frame)
+        return frame
+
+    result = mux(frames, audio, fps, output_path, frame_filter=frame_filter if filters else None, **mux_kwargs)
+    notes.extend(result.notes)
+    state = "off"
+    if content_credentials:
+        from .provenance import ProvenanceInfo, sign_mp4
+
+        info = ProvenanceInfo(GENERATOR_NAME, generator_version(), reference_image_sha256, audio_sha256(audio),
+                              payload_hex)
+        signed = sign_mp4(result.path, info, identity, input_name="output_path")
+        notes.extend(signed.notes)
+        state = "signed" if getattr(signed, "signer_source", "") == "user" else "signed (untrusted local certificate)"
+    else:
+        notes.append("content credentials: off (turned off by the user): the MP4 carries no C2PA manifest")
+    return PublishResult(result, payload_hex, state, notes)

@@ -1,0 +1,162 @@
+"""Invisible watermark (issue 6): payload coding, invisibility, detection after real ffmpeg attacks.
+
+A 5 s, 25 fps, 512x512 clip of skimage's astronaut (a slow sub-pixel wobble plus noise, so frames
+differ) is marked, encoded like our output (H.264 CRF 18 yuv420p) and attacked with the real
+ffmpeg (imageio-ffmpeg's): re-encodes, crops, VP9 WebM, brightness/contrast, frame-rate change, a
+cut first second, combinations. Detection must return the exact payload. Attacks the mark does not
+yet survive are xfail (strict=False) with the measured reason, so a fix shows up as XPASS.
+The clip helpers and the attack table are shared with tests/bench/bench_watermark.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import bench_watermark as bw  # noqa: E402
+from talkinghead.pipeline import watermark as wm  # noqa: E402
+from talkinghead.pipeline.errors import InputError  # noqa: E402
+
+PAYLOAD_FIELDS = dict(generator_id=7, clip_id=42, unix_time_s=1764547200)
+
+#: Attacks the current design does not survive on this clip (measured Nov 2026, 512x512 astronaut):
+#: the mark is found or nearly so but the data bits are too weak (bit accuracy 0.5-0.8).
+KNOWN_FAILURES = {
+    "h264_crf28": "CRF 28 leaves too little of the mark over the static host's codec noise",
+    "downscale_50": "50% downscale + CRF 23 at 256x256: data too weak (sync found)",
+    "combo_scale50+crf28": "downscale + CRF 28",
+    "combo_contrast-10+crop10top": "includes CRF 28",
+}
+
+
+@pytest.fixture(scope="module")
+def payload() -> bytes:
+    return wm.make_payload(**PAYLOAD_FIELDS)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return list(bw.make_clip(512))
+
+
+@pytest.fixture(scope="module")
+def marked(clip, payload):
+    embedder = wm.WatermarkEmbedder(payload)
+    return list(embedder.embed_stream(clip))
+
+
+@pytest.fixture(scope="module")
+def master(marked, tmp_path_factory) -> str:
+    return bw.write_master(marked, str(tmp_path_factory.mktemp("wm") / "marked.mp4"))
+
+
+# --- payload and channel coding --------------------------------------------------------------
+
+def test_payload_layout_roundtrip(payload):
+    assert len(payload) == 8
+    assert wm.parse_payload(payload) == PAYLOAD_FIELDS
+    assert payload.hex() == "0007002a" + f"{1764547200:08x}"
+
+
+@pytest.mark.parametrize("bad", [dict(generator_id=-1), dict(clip_id=1 << 16),
+                                 dict(unix_time_s=1 << 32), dict(generator_id=1.5)])
+def test_payload_rejects_out_of_range(bad):
+    with pytest.raises(InputError):
+        wm.make_payload(**{**PAYLOAD_FIELDS, **bad})
+
+
+def test_channel_code_corrects_noise_and_crc_rejects_garbage(payload):
+    key = wm.DEFAULT_WATERMARK_CONFIG.key
+    coded = wm.encode_bits(payload, key)
+    assert coded.size == wm.coded_bit_count() == 172
+    rng = np.random.default_rng(1)
+    soft = (coded * 2.0 - 1.0) + rng.normal(0, 0.7, coded.size)  # ~8% raw bit errors
+    soft[::17] *= -1.0  # plus a burst of flipped channel bits
+    assert np.mean((soft > 0) != coded) > 0.05
+    decoded, _ = wm.decode_bits(soft, key)
+    assert decoded == payload
+    assert wm.decode_bits(soft, "another key")[0] is None  # keyed CRC
+    garbage_hits = sum(wm.decode_bits(rng.normal(0, 1, coded.size), key)[0] is not None
+                       for _ in range(50))
+    assert garbage_hits == 0
+
+
+# --- embedding --------------------------------------------------------------------------------
+
+def test_psnr_at_least_40_db(clip, marked):
+    psnrs = [wm.psnr(a, b) for a, b in zip(clip, marked)]
+    assert min(psnrs) >= 40.0, min(psnrs)
+
+
+def test_weak_on_flat_areas_and_stream_equals_frames(payload, clip, marked):
+    embedder = wm.WatermarkEmbedder(payload)
+    flat = np.full((256, 256, 3), (200, 160, 140), np.uint8)  # flat skin-like colour
+    delta = embedder.embed(flat).astype(np.int16) - flat
+    assert np.abs(delta).max() <= 3 and delta.std() <= 1.8, (np.abs(delta).max(), delta.std())
+    assert np.array_equal(embedder.embed(clip[3]), marked[3])
+    assert np.array_equal(delta[..., 0], delta[..., 1])  # a luma change: same on R, G, B
+
+
+def test_embed_rejects_bad_frames(payload):
+    embedder = wm.WatermarkEmbedder(payload)
+    with pytest.raises(InputError):
+        embedder.embed(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(InputError):
+        embedder.embed(np.zeros((64, 64), np.uint8))
+    with pytest.raises(InputError):
+        wm.WatermarkEmbedder(b"short")
+
+
+# --- detection --------------------------------------------------------------------------------
+
+def test_detect_raw_frames(marked, payload):
+    r = wm.detect_frames(marked)
+    assert r.found and r.payload == payload and r.fields == PAYLOAD_FIELDS
+    assert r.frames_seen == len(marked) and r.frames_marked_share > 0.9
+    assert r.confidence >= wm.DEFAULT_WATERMARK_CONFIG.z_threshold
+
+
+def test_detect_master_file(master, payload):
+    r = wm.detect_file(master)
+    assert r.found and r.payload == payload, r.to_dict()
+
+
+@pytest.mark.parametrize("attack", list(bw.ATTACKS))
+def test_payload_survives_attack(attack, master, payload, tmp_path, request):
+    if attack in KNOWN_FAILURES:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_FAILURES[attack], strict=False))
+    path = bw.attack(master, attack, str(tmp_path))
+    r = wm.detect_file(path)
+    assert r.found and r.payload == payload, r.to_dict()
+
+
+def test_unmarked_clip_not_flagged(clip):
+    r = wm.detect_frames(clip)
+    assert not r.found and r.payload is None
+
+
+def test_unmarked_corpus_subset_not_flagged():
+    """A 24-item slice of the benchmark's 101-item sweep (images, crops, noise, gradients)."""
+    items = list(itertools.islice(bw.unmarked_corpus(), 0, 96, 4))
+    assert len(items) == 24
+    for name, frames in items:
+        r = wm.detect_frames(frames)
+        assert not r.found, (name, r.to_dict())
+
+
+@pytest.mark.slow
+def test_unmarked_corpus_full_not_flagged():
+    flagged = [name for name, frames in bw.unmarked_corpus() if wm.detect_frames(frames).found]
+    assert flagged == []
+
+
+def test_other_key_does_not_read(marked):
+    other = wm.WatermarkConfig(key="someone-else")
+    assert not wm.detect_frames(marked[:50], other).found
