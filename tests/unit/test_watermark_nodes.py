@@ -42,9 +42,9 @@ def verify(*args, cwd):
 
 def test_verify_signed_clip_then_a_reencoded_copy_then_a_changed_byte(tmp_path, monkeypatch):
     monkeypatch.setenv("TALKINGHEAD_CONFIG_DIR", str(tmp_path / "config"))
-    t = np.arange(2 * 16000) / 16000.0
+    t = np.arange(5 * 16000) / 16000.0  # 5 s, as the robustness clips
     audio = AudioClip((0.2 * np.sin(2 * np.pi * 200 * t))[None].astype(np.float32), 16000)
-    result = publish(clip_frames(), audio, 25, str(tmp_path / "clip.mp4"))
+    result = publish(clip_frames(125, 512), audio, 25, str(tmp_path / "clip.mp4"), unix_time_s=1_800_000_000)
     done = verify("clip.mp4", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Content credentials: Valid" in done.stdout and "trainedAlgorithmicMedia" in done.stdout
