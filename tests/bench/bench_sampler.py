@@ -59,7 +59,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     reference = encode_reference(data.astronaut(), consent=True).reference
     track = speech_like_track(args.seconds)
-    print("## Weight-free sampler (face_animator)\n")
+    print("Weight-free sampler (face_animator)\n")
     print(f"{track.num_frames} frames ({args.seconds:g} s at {FPS:g} fps) of speech-like mouth motion, blinks "
           "15/min, motion strength 1; astronaut portrait (face ~100 px wide at 512). One thread "
           "(cv2.setNumThreads(1), OMP/OPENBLAS 1). Baselines: frame copy; one identity cv2.remap of "
