@@ -6,25 +6,11 @@ import logging
 
 from ..pipeline.artifact_plot import render_artifact_plot
 from ..pipeline.artifact_report import score_clip
-from ..pipeline.output_paths import atomic_write_path, next_output_path
 from . import comfy_env
 from .reference import REFERENCE
 from .visemes import VISEME_TRACK
 
 logger = logging.getLogger("talkinghead")
-
-
-def _preview_ui(image) -> list[dict]:
-    """Writes the plot PNG to ComfyUI's temp folder so the node shows it; nothing headless."""
-    temp_dir = comfy_env.temp_directory()
-    if temp_dir is None:
-        return []
-    from PIL import Image
-
-    target = next_output_path(temp_dir, "TalkingHead/artifacts", "png")
-    with atomic_write_path(target.path) as temp_path:
-        Image.fromarray(image).save(temp_path, format="PNG", compress_level=1)
-    return [{"filename": target.filename, "subfolder": target.subfolder, "type": "temp"}]
 
 
 class TalkingHeadArtifactReport:
@@ -85,7 +71,7 @@ class TalkingHeadArtifactReport:
         text = report.summary_text()
         return {
             "ui": {
-                "images": _preview_ui(plot),
+                "images": comfy_env.preview_ui(plot, "TalkingHead/artifacts"),
                 "text": [text],
                 "talkinghead_artifacts": [report.to_dict()["summary"]],
             },

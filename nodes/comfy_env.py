@@ -102,6 +102,22 @@ def temp_directory() -> Optional[str]:
     return None
 
 
+def preview_ui(image: np.ndarray, prefix: str) -> list[dict]:
+    """Writes a uint8 RGB preview [H, W, 3] as PNG to ComfyUI's temp folder and returns the ui
+    "images" entry that makes the node show it; [] when running headless (no previews there)."""
+    temp_dir = temp_directory()
+    if temp_dir is None:
+        return []
+    from PIL import Image
+
+    from ..pipeline.output_paths import atomic_write_path, next_output_path
+
+    target = next_output_path(temp_dir, prefix, "png")
+    with atomic_write_path(target.path) as temp_path:
+        Image.fromarray(image).save(temp_path, format="PNG", compress_level=1)
+    return [{"filename": target.filename, "subfolder": target.subfolder, "type": "temp"}]
+
+
 #: Outside ComfyUI, model folders live under this environment variable's folder ($DIR/vae/...).
 MODELS_DIR_ENV = "TALKINGHEAD_MODELS_DIR"
 
@@ -157,7 +173,7 @@ def resolve_model(kind: str, name: str, input_name: str) -> str:
             return candidate
     where = ", ".join(model_folders(kind)) or f"ComfyUI's models/{kind} folder (or ${MODELS_DIR_ENV}/{kind})"
     raise InputError(input_name, f"{name!r} was not found in {where}",
-                     f"Put the file or diffusers folder there and refresh, or choose another.")
+                     "Put the file or diffusers folder there and refresh, or choose another.")
 
 
 def progress_callback(total: int) -> Callable[[int, int], None]:

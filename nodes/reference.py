@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ..pipeline.output_paths import atomic_write_path, next_output_path
+from ..pipeline.output_paths import next_output_path
 from ..pipeline.reference_encoder import EncoderConfig, encode_reference
 from . import comfy_env
 
@@ -13,19 +13,6 @@ logger = logging.getLogger("talkinghead")
 REFERENCE = "TH_REFERENCE"
 BACKENDS = ("auto", "mediapipe", "dlib")
 NO_VAE = "none"
-
-
-def _preview_ui(image, prefix: str) -> list[dict]:
-    """Writes the preview PNG to ComfyUI's temp folder so the node shows it; nothing headless."""
-    temp_dir = comfy_env.temp_directory()
-    if temp_dir is None:
-        return []
-    from PIL import Image
-
-    target = next_output_path(temp_dir, prefix, "png")
-    with atomic_write_path(target.path) as temp_path:
-        Image.fromarray(image).save(temp_path, format="PNG", compress_level=1)
-    return [{"filename": target.filename, "subfolder": target.subfolder, "type": "temp"}]
 
 
 class TalkingHeadReferenceEncoder:
@@ -91,7 +78,7 @@ class TalkingHeadReferenceEncoder:
         for warning in reference.warnings:
             logger.warning("ReferenceEncoder: %s", warning)
         ui = {
-            "images": _preview_ui(encoded.preview, "TalkingHead/reference"),
+            "images": comfy_env.preview_ui(encoded.preview, "TalkingHead/reference"),
             "text": [encoded.report_text],
             "talkinghead_reference": [{"face_count": reference.face_count, "quality_ok": reference.quality.ok,
                                        "warnings": reference.warnings}],

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 from ..pipeline import rhubarb, viseme_aligner, viseme_preview
 from ..pipeline.audio_dsp import to_mono
-from ..pipeline.output_paths import atomic_write_path, next_output_path, save_json
+from ..pipeline.output_paths import save_json
 from . import comfy_env
 from .speak import SPEECH_TIMINGS
 
@@ -21,19 +20,6 @@ EXPORTS = ("none", "track_json", "rhubarb_json", "both")
 def _save_json(payload: dict, prefix: str) -> dict:
     target = save_json(comfy_env.output_directory(), prefix, payload)
     return {"filename": target.filename, "subfolder": target.subfolder, "type": "output"}
-
-
-def _preview_ui(image) -> list[dict]:
-    """Writes the preview PNG to ComfyUI's temp folder so the node shows it; nothing headless."""
-    temp_dir = comfy_env.temp_directory()
-    if temp_dir is None:
-        return []
-    from PIL import Image
-
-    target = next_output_path(temp_dir, "TalkingHead/visemes", "png")
-    with atomic_write_path(target.path) as temp_path:
-        Image.fromarray(image).save(temp_path, format="PNG", compress_level=1)
-    return [{"filename": target.filename, "subfolder": target.subfolder, "type": "temp"}]
 
 
 class TalkingHeadVisemeAligner:
@@ -111,7 +97,7 @@ class TalkingHeadVisemeAligner:
         if export in ("rhubarb_json", "both"):
             saved.append(_save_json(rhubarb_payload, filename_prefix + "_rhubarb"))
         ui = {
-            "images": _preview_ui(timeline),
+            "images": comfy_env.preview_ui(timeline, "TalkingHead/visemes"),
             "text": [f"{track.method}: {len(track.words)} words, {len(track.phones)} phones, "
                      f"{track.num_frames} frames" + "".join(f"\n{w}" for w in track.warnings)],
             "talkinghead_visemes": [{"method": track.method, "warnings": track.warnings,
