@@ -759,7 +759,7 @@ def render_frames(reference: Reference, track: VisemeTrack, config: SamplerConfi
     life = life_schedule(mouth[:, 0], float(track.fps), int(config.seed), motion, blink, config.life)
     stream = FrameStream(rig, mouth, life, float(track.fps), config, progress)
     # for the content credentials of whatever is made from these frames (see publish.py)
-    from .publish import image_sha256
+    from .content_hash import image_sha256
 
     stream.reference_image_sha256 = image_sha256(reference.frame)
     return stream

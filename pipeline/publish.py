@@ -23,6 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .audio import AudioClip
+from .content_hash import audio_sha256
 from .mux import MuxResult, mux
 from .visible_label import LabelConfig, LabelPainter
 
@@ -38,21 +39,6 @@ def generator_version() -> str:
         return version("talkinghead")
     except Exception:  # not installed as a distribution (e.g. a bare custom_nodes checkout)
         return "0.1.0"
-
-
-def audio_sha256(audio: AudioClip) -> str:
-    """SHA-256 of the samples (float32, little-endian, channel-major) followed by the rate."""
-    digest = hashlib.sha256(np.ascontiguousarray(audio.samples, "<f4").tobytes())
-    digest.update(int(audio.sample_rate).to_bytes(4, "little"))
-    return digest.hexdigest()
-
-
-def image_sha256(image: np.ndarray) -> str:
-    """SHA-256 of uint8 RGB pixels [H, W, 3] followed by the height and width."""
-    array = np.ascontiguousarray(image, np.uint8)
-    digest = hashlib.sha256(array.tobytes())
-    digest.update(int(array.shape[0]).to_bytes(4, "little") + int(array.shape[1]).to_bytes(4, "little"))
-    return digest.hexdigest()
 
 
 @dataclass

@@ -188,6 +188,17 @@ def _write_text_atomically(path: str, text: str) -> None:
         Path(temp_path).write_text(text, encoding="utf-8")
 
 
+def _write_png(path: str, image, flag: str) -> None:
+    """Writes uint8 RGB [H, W, 3] to `path` as PNG, atomically, and says so on stderr."""
+    from PIL import Image
+
+    from ...pipeline.output_paths import atomic_write_path
+
+    with atomic_write_path(os.path.abspath(path), flag) as temp_path:
+        Image.fromarray(image).save(temp_path, format="PNG")
+    print(f"Wrote {path}", file=sys.stderr)
+
+
 def _cmd_visemes(args) -> int:
     from ...pipeline import rhubarb, viseme_aligner
     from ...pipeline.audio_io import load_audio
@@ -211,16 +222,10 @@ def _cmd_visemes(args) -> int:
         else:
             print(text_out)
         if args.preview:
-            from PIL import Image
-
             from ...pipeline.audio_dsp import to_mono
-            from ...pipeline.output_paths import atomic_write_path
             from ...pipeline.viseme_preview import render_timeline
 
-            image = render_timeline(track, to_mono(clip), clip.sample_rate)
-            with atomic_write_path(os.path.abspath(args.preview), "--preview") as temp_path:
-                Image.fromarray(image).save(temp_path, format="PNG")
-            print(f"Wrote {args.preview}", file=sys.stderr)
+            _write_png(args.preview, render_timeline(track, to_mono(clip), clip.sample_rate), "--preview")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -242,13 +247,7 @@ def _cmd_reference(args) -> int:
             json_path, tensors_path = encoded.reference.save(os.path.abspath(args.output))
             print(f"Wrote {json_path}" + (f" and {tensors_path}" if tensors_path else ""), file=sys.stderr)
         if args.preview:
-            from PIL import Image
-
-            from ...pipeline.output_paths import atomic_write_path
-
-            with atomic_write_path(os.path.abspath(args.preview), "--preview") as temp_path:
-                Image.fromarray(encoded.preview).save(temp_path, format="PNG")
-            print(f"Wrote {args.preview}", file=sys.stderr)
+            _write_png(args.preview, encoded.preview, "--preview")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_REFUSED
