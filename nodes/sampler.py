@@ -75,6 +75,10 @@ class TalkingHeadTemporalSampler:
                                motion_strength=float(motion_strength), blink_rate_per_min=float(blink_rate_per_min),
                                seed=int(seed))
         stream = render_frames(reference, viseme_track, config)
+        if stream.life.cues != "prosody":
+            logger.warning("TemporalSampler: the viseme track has no loudness or pitch (made without audio, or "
+                           "saved by an older version): nods and brow lifts follow the jaw instead of stress and "
+                           "pitch. Re-run the Viseme Aligner on the audio for them.")
         if refined_prompt is not None:
             logger.info("TemporalSampler (weight-free): the refined prompt is not used by this engine")
         if image_output == "all_frames":

@@ -756,7 +756,8 @@ def render_frames(reference: Reference, track: VisemeTrack, config: SamplerConfi
     frame, lm, lm68 = _fit_to_output(reference, width, height)
     rig = FaceRig(frame, lm, lm68, reference.landmark_layout, config)
     mouth = np.clip(np.nan_to_num(np.asarray(track.mouth, np.float32)), 0.0, 1.0)
-    life = life_schedule(mouth[:, 0], float(track.fps), int(config.seed), motion, blink, config.life)
+    prosody = (track.loudness, track.pitch_hz) if track.has_prosody else (None, None)
+    life = life_schedule(mouth[:, 0], float(track.fps), int(config.seed), motion, blink, config.life, *prosody)
     stream = FrameStream(rig, mouth, life, float(track.fps), config, progress)
     # for the content credentials of whatever is made from these frames (see publish.py)
     from .content_hash import image_sha256

@@ -16,9 +16,12 @@ Neither downloads anything: the model files are read from the installed packages
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
+import sys
 import threading
+import types
 
 import numpy as np
 
@@ -88,6 +91,37 @@ class Backend:
         raise NotImplementedError
 
 
+class _DeferredPyplot(types.ModuleType):
+    """Stands in for matplotlib.pyplot inside mediapipe's drawing helpers: loads it on first use."""
+
+    def __getattr__(self, name: str):
+        return getattr(importlib.import_module("matplotlib.pyplot"), name)
+
+
+def _import_mediapipe():
+    """`import mediapipe`, without paying for matplotlib.pyplot up front.
+
+    mediapipe's package __init__ imports its drawing helpers, which import matplotlib.pyplot
+    (~0.5 s of a ~1.2 s import, on every CLI run); we never draw with them. While mediapipe
+    imports, a stand-in that loads the real pyplot on first attribute access sits in
+    sys.modules; it is removed afterwards, so any later `import matplotlib.pyplot` is the real one.
+    (importlib.util.LazyLoader does not help here: the import system touches the lazy module's
+    __spec__, which loads it.)
+    """
+    if "mediapipe" not in sys.modules and "matplotlib.pyplot" not in sys.modules:
+        stand_in = _DeferredPyplot("matplotlib.pyplot")
+        sys.modules["matplotlib.pyplot"] = stand_in
+        try:
+            import mediapipe  # noqa: PLC0415 - optional, heavy
+        finally:
+            if sys.modules.get("matplotlib.pyplot") is stand_in:
+                del sys.modules["matplotlib.pyplot"]
+        return mediapipe
+    import mediapipe  # noqa: PLC0415 - optional, heavy
+
+    return mediapipe
+
+
 class MediapipeBackend(Backend):
     name = "mediapipe"
     layout = "mediapipe_478"
@@ -99,8 +133,7 @@ class MediapipeBackend(Backend):
         # mediapipe's C++ logging (absl/glog) otherwise prints TFLite chatter on every first use
         os.environ.setdefault("GLOG_minloglevel", "2")
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import mediapipe as mp  # noqa: PLC0415 - optional, heavy
-
+        mp = _import_mediapipe()
         self._lock = threading.Lock()
         self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
         self._mesh = mp.solutions.face_mesh.FaceMesh(

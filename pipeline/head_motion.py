@@ -7,15 +7,19 @@ Everything here is a small per-frame array computed once from the VisemeTrack an
   than `BlinkConfig.min_interval_s`); each blink closes fast, stays shut for at least one frame and
   opens more slowly. `blink` is 0 (open) .. 1 (shut).
 * Head motion: slow smooth wander (sums of sines with seeded random frequencies and phases) of
-  roll, horizontal and vertical offset and scale, plus nods (a short downward dip) on speech
-  emphasis, found as peaks of the track's jaw opening (the track carries no pitch or energy, and
-  open vowels are where stress and loudness peak).
-* Brows: a short lift on a seeded subset of the emphasis peaks, and at the start of phrases.
+  roll, horizontal and vertical offset and scale, plus nods (a short downward dip) on stressed
+  syllables, found as peaks of the track's loudness (a seeded subset of them nods).
+* Brows: a lift on each pitch accent: a peak of the voice's pitch at least
+  `LifeConfig.brow_pitch_semitones` above the speaker's median pitch in the clip.
+* Tracks without prosody (made from phones only, or older JSON) fall back to the jaw opening for
+  both: open vowels are where stress and loudness peak; brows then lift on a seeded subset of those
+  peaks and at phrase starts. `LifeSchedule.cues` says which was used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -43,8 +47,11 @@ class LifeConfig:
     nod_min_gap_s: float = 0.7
     nod_jaw_threshold: float = 0.35            # jaw_open a peak must reach to count as emphasis
     nod_probability: float = 0.7
-    brow_lift_probability: float = 0.35
+    nod_loudness_threshold: float = 0.75       # loudness a peak must reach to count as a stressed syllable
+    brow_lift_probability: float = 0.35        # (jaw fallback only)
     brow_s: float = 0.6
+    brow_pitch_semitones: float = 2.0          # a pitch accent rises this far above the median pitch
+    brow_min_gap_s: float = 1.0
 
 
 @dataclass
@@ -56,6 +63,8 @@ class LifeSchedule:
     shift_x_iod, shift_y_iod: head offset in inter-ocular distances (y down).
     scale: head scale change (0 = none; 0.01 = 1 % larger).
     brow: brow lift 0..1.
+    cues: "prosody" (nods on loudness peaks, brows on pitch accents) or "jaw" (no prosody in the
+        track: both from jaw-opening peaks).
     """
 
     blink: np.ndarray
@@ -64,6 +73,7 @@ class LifeSchedule:
     shift_y_iod: np.ndarray
     scale: np.ndarray
     brow: np.ndarray
+    cues: str = "prosody"
 
 
 def _raised_cosine(t: np.ndarray, centre: float, width: float) -> np.ndarray:
@@ -105,27 +115,64 @@ def blink_schedule(num_frames: int, fps: float, rate_per_min: float, rng: np.ran
     return out
 
 
-def emphasis_peaks(jaw_open: np.ndarray, fps: float, config: LifeConfig = LifeConfig()) -> np.ndarray:
-    """Frame indices of emphasis: local maxima of jaw opening above a threshold, spaced apart."""
-    n = len(jaw_open)
-    if n < 3:
+def _spaced_peaks(curve: np.ndarray, threshold: float, min_gap_frames: float) -> np.ndarray:
+    """Frame indices of local maxima of `curve` >= threshold, strongest first kept, spaced apart."""
+    if len(curve) < 3:
         return np.zeros(0, np.int64)
-    k = max(1, int(round(0.06 * fps)))
-    smooth = np.convolve(jaw_open, np.ones(2 * k + 1) / (2 * k + 1), mode="same")
-    peaks = np.where((smooth[1:-1] >= smooth[:-2]) & (smooth[1:-1] > smooth[2:])
-                     & (smooth[1:-1] >= config.nod_jaw_threshold))[0] + 1
+    peaks = np.where((curve[1:-1] >= curve[:-2]) & (curve[1:-1] > curve[2:]) & (curve[1:-1] >= threshold))[0] + 1
     kept: list[int] = []
-    min_gap = config.nod_min_gap_s * fps
-    for p in peaks[np.argsort(-smooth[peaks], kind="stable")]:   # strongest first
-        if all(abs(p - q) >= min_gap for q in kept):
+    for p in peaks[np.argsort(-curve[peaks], kind="stable")]:   # strongest first
+        if all(abs(p - q) >= min_gap_frames for q in kept):
             kept.append(int(p))
     return np.array(sorted(kept), np.int64)
 
 
+def _smooth(curve: np.ndarray, fps: float, seconds: float) -> np.ndarray:
+    k = max(1, int(round(seconds * fps)))
+    return np.convolve(curve, np.ones(2 * k + 1) / (2 * k + 1), mode="same")
+
+
+def emphasis_peaks(jaw_open: np.ndarray, fps: float, config: LifeConfig = LifeConfig()) -> np.ndarray:
+    """Frame indices of emphasis: local maxima of jaw opening above a threshold, spaced apart."""
+    smooth = _smooth(np.asarray(jaw_open, np.float64), fps, 0.06)
+    return _spaced_peaks(smooth, config.nod_jaw_threshold, config.nod_min_gap_s * fps)
+
+
+def stress_peaks(loudness: np.ndarray, fps: float, config: LifeConfig = LifeConfig()) -> np.ndarray:
+    """Frame indices of stressed syllables: loudness maxima above a threshold, spaced apart."""
+    smooth = _smooth(np.asarray(loudness, np.float64), fps, 0.04)
+    return _spaced_peaks(smooth, config.nod_loudness_threshold, config.nod_min_gap_s * fps)
+
+
+def pitch_accents(pitch_hz: np.ndarray, fps: float, config: LifeConfig = LifeConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """(frame indices, semitones above the median) of pitch accents.
+
+    Pitch is taken in semitones relative to the median voiced pitch of the clip (so the rule is
+    the same for low and high voices); unvoiced frames are bridged by their voiced neighbours.
+    """
+    pitch = np.asarray(pitch_hz, np.float64)
+    voiced = pitch > 0
+    if voiced.sum() < 3:
+        return np.zeros(0, np.int64), np.zeros(0)
+    semitones = np.full(len(pitch), -np.inf)
+    semitones[voiced] = 12.0 * np.log2(pitch[voiced] / np.median(pitch[voiced]))
+    # bridge unvoiced frames with the nearest voiced value, smooth, then forget the bridged frames
+    index = np.arange(len(pitch))
+    filled = np.interp(index, index[voiced], semitones[voiced])
+    smooth = np.where(voiced, _smooth(filled, fps, 0.04), -np.inf)
+    peaks = _spaced_peaks(smooth, config.brow_pitch_semitones, config.brow_min_gap_s * fps)
+    return peaks, smooth[peaks]
+
+
 def life_schedule(jaw_open: np.ndarray, fps: float, seed: int, motion_strength: float,
-                  blink_rate_per_min: float, config: LifeConfig = LifeConfig()) -> LifeSchedule:
+                  blink_rate_per_min: float, config: LifeConfig = LifeConfig(),
+                  loudness: Optional[np.ndarray] = None, pitch_hz: Optional[np.ndarray] = None) -> LifeSchedule:
     """All per-frame life parameters for one clip; deterministic for (inputs, seed).
 
+    Args:
+        jaw_open: float [num_frames] the track's jaw opening.
+        loudness, pitch_hz: float [num_frames] the track's prosody (VisemeTrack.loudness /
+            pitch_hz); None or the wrong length falls back to jaw-opening peaks.
     Blinks use their own random stream, so changing the motion strength does not move the blinks.
     """
     n = len(jaw_open)
@@ -147,23 +194,33 @@ def life_schedule(jaw_open: np.ndarray, fps: float, seed: int, motion_strength: 
     scale = wander(config.wander_scale)
     nod = np.zeros(n)
     brow = np.zeros(n)
-    peaks = emphasis_peaks(np.asarray(jaw_open, np.float64), fps, config)
-    for p in peaks:
-        # the nod leads the vowel peak slightly, as the head dips into the stressed syllable
-        if motion_rng.uniform() < config.nod_probability:
-            nod += motion_rng.uniform(0.6, 1.0) * _raised_cosine(t, t[p] - 0.05, config.nod_s)
-        if motion_rng.uniform() < config.brow_lift_probability:
-            brow += motion_rng.uniform(0.5, 1.0) * _raised_cosine(t, t[p], config.brow_s)
-    # phrase starts (jaw leaving silence after >= 0.5 s closed) lift the brows too
-    closed = np.asarray(jaw_open) < 0.1
-    run = 0
-    for i in range(n):
-        if closed[i]:
-            run += 1
-            continue
-        if run >= 0.5 * fps and motion_rng.uniform() < 0.5:
-            brow += 0.7 * _raised_cosine(t, t[i] + 0.1, config.brow_s)
+    use_prosody = (loudness is not None and pitch_hz is not None and len(loudness) == n and len(pitch_hz) == n
+                   and n > 0)
+    if use_prosody:
+        for p in stress_peaks(loudness, fps, config):
+            # the nod leads the loudness peak slightly, as the head dips into the stressed syllable
+            if motion_rng.uniform() < config.nod_probability:
+                nod += motion_rng.uniform(0.6, 1.0) * _raised_cosine(t, t[p] - 0.05, config.nod_s)
+        for p, height in zip(*pitch_accents(pitch_hz, fps, config)):
+            # higher accents lift further; the lift peaks with the pitch
+            strength = float(np.clip(0.5 + (height - config.brow_pitch_semitones) / 4.0, 0.5, 1.0))
+            brow = np.maximum(brow, strength * _raised_cosine(t, t[p], config.brow_s))
+    else:
+        for p in emphasis_peaks(np.asarray(jaw_open, np.float64), fps, config):
+            if motion_rng.uniform() < config.nod_probability:
+                nod += motion_rng.uniform(0.6, 1.0) * _raised_cosine(t, t[p] - 0.05, config.nod_s)
+            if motion_rng.uniform() < config.brow_lift_probability:
+                brow += motion_rng.uniform(0.5, 1.0) * _raised_cosine(t, t[p], config.brow_s)
+        # phrase starts (jaw leaving silence after >= 0.5 s closed) lift the brows too
+        closed = np.asarray(jaw_open) < 0.1
         run = 0
+        for i in range(n):
+            if closed[i]:
+                run += 1
+                continue
+            if run >= 0.5 * fps and motion_rng.uniform() < 0.5:
+                brow += 0.7 * _raised_cosine(t, t[i] + 0.1, config.brow_s)
+            run = 0
     nod = np.minimum(nod, 1.0)
     s = float(motion_strength)
     return LifeSchedule(
@@ -173,4 +230,5 @@ def life_schedule(jaw_open: np.ndarray, fps: float, seed: int, motion_strength: 
         shift_y_iod=(s * (sy + config.nod_shift_iod * nod)).astype(np.float32),
         scale=(s * (scale - config.nod_pitch_scale * nod)).astype(np.float32),
         brow=(np.minimum(brow, 1.0) * min(1.0, s)).astype(np.float32),
+        cues="prosody" if use_prosody else "jaw",
     )

@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import queue
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any, Callable, Iterator, List, Optional, Tuple
@@ -143,9 +145,11 @@ class SyncReport:
 
 
 def measure_av_sync(path: str) -> SyncReport:
-    """Decodes both streams of `path` with PyAV and measures their start times and durations.
+    """Reads both streams of `path` with PyAV and measures their start times and durations.
 
-    Measured from decoded frames and samples, not from container start times: ffmpeg's AAC encoder
+    Audio is decoded; video is read as packets (one per frame, presentation times after the edit
+    list), which gives the same start and count as decoding at a third of the cost.
+    Measured from decoded samples and frame timestamps, not from container start times: ffmpeg's AAC encoder
     prepends 1024 priming samples, and the MP4 edit list tells the demuxer to skip them; the
     decoder then drops them and shifts the first frame's timestamp. If that chain breaks, the first
     decoded sample's time moves and av_offset_ms shows it.
@@ -177,23 +181,28 @@ def measure_av_sync(path: str) -> SyncReport:
 
             video_start_s: Optional[float] = None
             frame_count = 0
-            width = height = 0
             audio_start_s: Optional[float] = None
             decoded_samples = 0
             sample_rate = astream.rate
             channels = astream.channels
+            width, height = vstream.codec_context.width, vstream.codec_context.height
+            video_time_base = vstream.time_base
             for packet in container.demux(vstream, astream):
+                if packet.stream.type == "video":
+                    # Video is counted from packets, not decoded (decoding was a third of the
+                    # check's time): one H.264 packet per frame; the earliest presentation time
+                    # (after the edit list, which the demuxer applies to pts) is the first frame's.
+                    if packet.pts is None or packet.size == 0 or packet.is_discard:
+                        continue
+                    start = float(packet.pts * video_time_base)
+                    video_start_s = start if video_start_s is None else min(video_start_s, start)
+                    frame_count += 1
+                    continue
                 for frame in packet.decode():
-                    if packet.stream.type == "video":
-                        if video_start_s is None:
-                            video_start_s = float(frame.time)
-                            width, height = frame.width, frame.height
-                        frame_count += 1
-                    else:
-                        if audio_start_s is None and frame.samples > 0:
-                            audio_start_s = float(frame.time)
-                            sample_rate = frame.sample_rate
-                        decoded_samples += frame.samples
+                    if audio_start_s is None and frame.samples > 0:
+                        audio_start_s = float(frame.time)
+                        sample_rate = frame.sample_rate
+                    decoded_samples += frame.samples
     except (InputError, ToolError):
         raise
     except Exception as exc:  # av.error.* or OSError: the file is unreadable
@@ -481,6 +490,56 @@ def _write_raw_audio(path: str, samples: np.ndarray) -> None:
             handle.write(np.ascontiguousarray(samples[:, start:start + chunk].T, dtype="<f4").tobytes())
 
 
+class _ProducerFailed:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_PRODUCER_DONE = object()
+
+
+def _made_in_background(items: Iterator, depth: int = 3) -> Iterator:
+    """Iterates `items` in a worker thread, at most `depth` ahead of the consumer.
+
+    Exceptions from `items` are re-raised here, in the consumer's thread. If the consumer stops
+    early (an error writing, an interrupt), the worker stops before taking another item.
+    """
+    buffer: "queue.Queue" = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not offer(item):
+                    return
+            offer(_PRODUCER_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            offer(_ProducerFailed(exc))
+
+    worker = threading.Thread(target=work, name="talkinghead-mux-frames", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _PRODUCER_DONE:
+                return
+            if isinstance(item, _ProducerFailed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def mux(
     frames: Any,
     audio: AudioClip,
@@ -570,30 +629,45 @@ def mux(
     hasher = hashlib.sha256()
     written = 0
 
-    def pump(writer: FfmpegWriter, limit: Optional[int]) -> int:
-        """Writes frames until `limit` (holding the last frame if the input runs out) or, with no
-        limit, until the input ends. Returns the number of input frames used."""
-        nonlocal written
-        total = limit if limit is not None else (known_count or 0)
-        current, used, index = first_rgb, 1, 0
+    def frames_to_encode(limit: Optional[int], used: list) -> Iterator[tuple]:
+        """(input frame, frame to encode) pairs in order, until `limit` frames (holding the last
+        frame if the input runs out) or, with no limit, until the input ends. Never reads past
+        the limit (the caller may peek at the input afterwards). used[0]: input frames used."""
+        current, index = first_rgb, 0
+        used[0], count = 1, 0
         while True:
-            hasher.update(memoryview(current).cast("B"))
             shown = current if frame_filter is None else np.ascontiguousarray(frame_filter(current), np.uint8)
-            writer.write(memoryview(shown).cast("B"))
-            written += 1
-            if progress is not None:
-                progress(written, total)
-            if limit is not None and written >= limit:
-                return used
+            yield current, shown
+            count += 1
+            if limit is not None and count >= limit:
+                return
             try:
                 nxt = next(source)
             except StopIteration:
                 if limit is None:
-                    return used
+                    return
                 continue  # hold the last frame until the audio ends
             index += 1
             current = convert(nxt, index)
-            used += 1
+            used[0] += 1
+
+    def pump(writer: FfmpegWriter, limit: Optional[int]) -> int:
+        """Encodes frames_to_encode(limit); returns the number of input frames used.
+
+        Frames are made (rendered, filtered) in a worker thread while this thread hashes and
+        pipes the previous ones to ffmpeg: rendering and the watermark release the GIL in
+        numpy/OpenCV, so production overlaps the pipe writes that wait for the encoder.
+        """
+        nonlocal written
+        total = limit if limit is not None else (known_count or 0)
+        used = [0]
+        for current, shown in _made_in_background(frames_to_encode(limit, used)):
+            hasher.update(memoryview(current).cast("B"))
+            writer.write(memoryview(shown).cast("B"))
+            written += 1
+            if progress is not None:
+                progress(written, total)
+        return used[0]
 
     with atomic_write_path(output_path, input_name="output_path") as temp_path, \
             tempfile.TemporaryDirectory(prefix="talkinghead-mux-") as work_dir:

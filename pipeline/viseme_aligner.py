@@ -18,6 +18,7 @@ from typing import Callable, Optional
 from . import acoustic_phones, forced_align, phoneset, speech_recognition, visemes
 from .audio import AudioClip
 from .errors import InputError
+from .prosody import frame_prosody
 from .speech_timing import PhonemeTiming, SpeechTimings
 from .viseme_track import SILENCE, VisemeTrack
 
@@ -83,7 +84,8 @@ def align_speech(
         progress: progress(done, total) in arbitrary steps.
 
     Returns:
-        VisemeTrack with words, ARPAbet phones, per-frame viseme weights and mouth parameters.
+        VisemeTrack with words, ARPAbet phones, per-frame viseme weights and mouth parameters, and
+        per-frame loudness and pitch (for nods and brow lifts).
     """
     config = config or AlignerConfig()
     audio = _check_inputs(audio, fps, config)
@@ -148,5 +150,7 @@ def align_speech(
         phones, words, duration_s, fps, method=method, language=language, alignment_score=score,
         warnings=warnings, config=config.coarticulation,
     )
+    prosody = frame_prosody(audio, fps, track.num_frames)
+    track.loudness, track.pitch_hz = prosody.loudness, prosody.pitch_hz
     report(3, 3)
     return track

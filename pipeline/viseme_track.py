@@ -49,6 +49,9 @@ class VisemeTrack:
         alignment_score: mean per-frame acoustic score of the alignment where one was made
             (higher is a better fit), else None.
         warnings: things the user should know (fallbacks taken, silence only, ...).
+        loudness: float32 [num_frames] 0..1 speech loudness per frame (pipeline/prosody.py), or
+            empty when the track was made without audio (older JSON, phones only).
+        pitch_hz: float32 [num_frames] voice pitch per frame in Hz, 0 where unvoiced; or empty.
     """
 
     fps: float
@@ -61,6 +64,8 @@ class VisemeTrack:
     language: str = "en-us"
     alignment_score: Optional[float] = None
     warnings: list[str] = field(default_factory=list)
+    loudness: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    pitch_hz: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     @property
     def num_frames(self) -> int:
@@ -87,6 +92,11 @@ class VisemeTrack:
         jaw, closure, tuck = (self.mouth_param(n) for n in ("jaw_open", "lip_closure", "lip_tuck"))
         return (jaw * (1.0 - closure) * (1.0 - tuck)).astype(np.float32)
 
+    @property
+    def has_prosody(self) -> bool:
+        """True when loudness and pitch cover every frame."""
+        return len(self.loudness) == self.num_frames > 0 and len(self.pitch_hz) == self.num_frames
+
     def to_dict(self) -> dict:
         return {
             "format": "talkinghead.viseme_track/1",
@@ -102,6 +112,8 @@ class VisemeTrack:
             "language": self.language,
             "alignment_score": self.alignment_score,
             "warnings": list(self.warnings),
+            "loudness": np.round(np.asarray(self.loudness, np.float64), 3).tolist(),
+            "pitch_hz": np.round(np.asarray(self.pitch_hz, np.float64), 1).tolist(),
         }
 
     def to_json(self) -> str:
@@ -124,6 +136,8 @@ class VisemeTrack:
             language=raw.get("language", "en-us"),
             alignment_score=raw.get("alignment_score"),
             warnings=list(raw.get("warnings", [])),
+            loudness=np.asarray(raw.get("loudness", []), np.float32).reshape(-1),
+            pitch_hz=np.asarray(raw.get("pitch_hz", []), np.float32).reshape(-1),
         )
 
     @classmethod
