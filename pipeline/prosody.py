@@ -10,11 +10,11 @@ TemporalSampler engine can use them without the audio.
   clip's 95th-percentile level up to that level (0 below -70 dBFS whatever the clip), then averaged
   over each frame's interval.
 * Pitch: YIN (de Cheveigne & Kawahara, 2002: cumulative-mean-normalised difference function, first
-  dip under a threshold, parabolic refinement) on 40 ms windows of 16 kHz mono, 60-400 Hz. Quiet or
+  dip under a threshold, parabolic refinement) on 40 ms windows of mono audio at 12-22 kHz, 60-400 Hz. Quiet or
   aperiodic windows are unvoiced (0). A frame's pitch is the median of the three windows nearest its
   centre when at least two are voiced. Written here (about 40 lines of numpy) rather than taken from
   a library: librosa's pyin/yin bring numba (~100 MB), praat-parselmouth is GPL, pyworld ships no
-  wheels; this needs numpy and scipy.fft only and is tested against tones and synthesised speech.
+  wheels; this needs numpy only and is tested against tones and synthesised speech.
 """
 
 from __future__ import annotations
@@ -22,17 +22,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from .audio import AudioClip
-from .audio_dsp import mono_at
+from .audio_dsp import to_mono
 
 
 @dataclass(frozen=True)
 class ProsodyConfig:
     """Analysis settings (seconds, Hz, dB)."""
 
-    sample_rate: int = 16000
+    analysis_rate_hz: int = 16000   # audio is decimated by an integer factor to about this rate
     window_s: float = 0.040
     hop_s: float = 0.010
     min_pitch_hz: float = 60.0
@@ -66,7 +65,20 @@ def _windows(samples: np.ndarray, window: int, hop: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, window)[::hop][:count]
 
 
-def _yin(windows: np.ndarray, sample_rate: int, config: ProsodyConfig) -> tuple[np.ndarray, np.ndarray]:
+def _decimated(samples: np.ndarray, rate: int, target: int) -> tuple[np.ndarray, float]:
+    """(samples, rate) reduced by an integer factor to about `target` Hz by block means.
+
+    A block mean is a crude low-pass, enough for pitch (<= 400 Hz) and level; it avoids importing
+    scipy.signal (~1 s) on the Speak path, where nothing else needs it.
+    """
+    factor = max(1, int(round(rate / target)))
+    if factor == 1:
+        return samples, float(rate)
+    usable = len(samples) // factor * factor
+    return samples[:usable].reshape(-1, factor).mean(axis=1), rate / factor
+
+
+def _yin(windows: np.ndarray, sample_rate: float, config: ProsodyConfig) -> tuple[np.ndarray, np.ndarray]:
     """(f0 Hz, best CMND value) per window; f0 is 0 where no dip is found."""
     num, width = windows.shape
     min_lag = int(sample_rate / config.max_pitch_hz)
@@ -74,10 +86,10 @@ def _yin(windows: np.ndarray, sample_rate: int, config: ProsodyConfig) -> tuple[
     half = width - max_lag                       # comparison length, the same for every lag
     frames = (windows - windows.mean(axis=1, keepdims=True)).astype(np.float32)
     n_fft = 1 << int(np.ceil(np.log2(width + half)))
-    spec_a = scipy.fft.rfft(frames[:, :half], n_fft)
-    spec_b = scipy.fft.rfft(frames, n_fft)
+    spec_a = np.fft.rfft(frames[:, :half], n_fft)
+    spec_b = np.fft.rfft(frames, n_fft)
     # cross term sum_j x[j] x[j + tau] for j < half, all lags at once
-    cross = scipy.fft.irfft(np.conj(spec_a) * spec_b, n_fft)[:, : max_lag + 1].astype(np.float64)
+    cross = np.fft.irfft(np.conj(spec_a) * spec_b, n_fft)[:, : max_lag + 1].astype(np.float64)
     energy = np.cumsum(np.pad(frames.astype(np.float64) ** 2, ((0, 0), (1, 0))), axis=1)
     e0 = energy[:, half][:, None]
     lags = np.arange(max_lag + 1)
@@ -117,8 +129,7 @@ def frame_prosody(audio: AudioClip, fps: float, num_frames: int, config: Prosody
         fps: video frame rate of the track.
         num_frames: frames to describe (frames past the audio's end are silent, unvoiced).
     """
-    rate = config.sample_rate
-    samples = mono_at(audio, rate).astype(np.float32)
+    samples, rate = _decimated(to_mono(audio).astype(np.float32), int(audio.sample_rate), config.analysis_rate_hz)
     loudness = np.zeros(num_frames, np.float32)
     pitch = np.zeros(num_frames, np.float32)
     if num_frames <= 0 or samples.size == 0:
