@@ -10,7 +10,7 @@ TemporalSampler engine can use them without the audio.
   clip's 95th-percentile level up to that level (0 below -70 dBFS whatever the clip), then averaged
   over each frame's interval.
 * Pitch: YIN (de Cheveigne & Kawahara, 2002: cumulative-mean-normalised difference function, first
-  dip under a threshold, parabolic refinement) on 40 ms windows of mono audio at 12-22 kHz, 60-400 Hz. Quiet or
+  dip under a threshold, parabolic refinement) on 40 ms windows of mono audio at 11-22 kHz, 60-400 Hz. Quiet or
   aperiodic windows are unvoiced (0). A frame's pitch is the median of the three windows nearest its
   centre when at least two are voiced. Written here (about 40 lines of numpy) rather than taken from
   a library: librosa's pyin/yin bring numba (~100 MB), praat-parselmouth is GPL, pyworld ships no
@@ -31,7 +31,7 @@ from .audio_dsp import to_mono
 class ProsodyConfig:
     """Analysis settings (seconds, Hz, dB)."""
 
-    analysis_rate_hz: int = 16000   # audio is decimated by an integer factor to about this rate
+    min_analysis_rate_hz: int = 11000   # audio is decimated by the largest integer factor keeping this rate
     window_s: float = 0.040
     hop_s: float = 0.010
     min_pitch_hz: float = 60.0
@@ -65,13 +65,14 @@ def _windows(samples: np.ndarray, window: int, hop: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, window)[::hop][:count]
 
 
-def _decimated(samples: np.ndarray, rate: int, target: int) -> tuple[np.ndarray, float]:
-    """(samples, rate) reduced by an integer factor to about `target` Hz by block means.
+def _decimated(samples: np.ndarray, rate: int, lowest: int) -> tuple[np.ndarray, float]:
+    """(samples, rate) reduced by the largest integer factor that keeps the rate >= `lowest` Hz
+    (48 kHz -> 12 kHz, 22.05 kHz -> 11.025 kHz, 16 kHz stays), by block means.
 
     A block mean is a crude low-pass, enough for pitch (<= 400 Hz) and level; it avoids importing
     scipy.signal (~1 s) on the Speak path, where nothing else needs it.
     """
-    factor = max(1, int(round(rate / target)))
+    factor = max(1, rate // lowest)
     if factor == 1:
         return samples, float(rate)
     usable = len(samples) // factor * factor
@@ -129,7 +130,7 @@ def frame_prosody(audio: AudioClip, fps: float, num_frames: int, config: Prosody
         fps: video frame rate of the track.
         num_frames: frames to describe (frames past the audio's end are silent, unvoiced).
     """
-    samples, rate = _decimated(to_mono(audio).astype(np.float32), int(audio.sample_rate), config.analysis_rate_hz)
+    samples, rate = _decimated(to_mono(audio).astype(np.float32), int(audio.sample_rate), config.min_analysis_rate_hz)
     loudness = np.zeros(num_frames, np.float32)
     pitch = np.zeros(num_frames, np.float32)
     if num_frames <= 0 or samples.size == 0:
@@ -142,8 +143,14 @@ def frame_prosody(audio: AudioClip, fps: float, num_frames: int, config: Prosody
     loud_db = float(np.percentile(level_db, 95))
     window_loudness = np.clip((level_db - (loud_db - config.floor_db)) / config.floor_db, 0.0, 1.0)
     window_loudness[level_db < config.silence_dbfs] = 0.0
+    # each frame's pitch comes from the three windows nearest its centre: only those are analysed,
+    # and quiet windows get no pitch
+    nearest = np.clip(np.round((np.arange(num_frames) + 0.5) / fps * rate / hop).astype(np.int64),
+                      0, len(windows) - 1)
+    used = np.zeros(len(windows), bool)
+    used[np.clip(nearest[:, None] + np.array([-1, 0, 1])[None, :], 0, len(windows) - 1)] = True
     f0 = np.zeros(len(windows))
-    loud = np.nonzero(window_loudness >= config.voiced_min_loudness)[0]   # quiet windows get no pitch
+    loud = np.nonzero(used & (window_loudness >= config.voiced_min_loudness))[0]
     for k in range(0, len(loud), _CHUNK):
         rows = loud[k:k + _CHUNK]
         f0[rows] = _yin(windows[rows], rate, config)[0]
@@ -153,8 +160,6 @@ def frame_prosody(audio: AudioClip, fps: float, num_frames: int, config: Prosody
     inside = frame_of < num_frames
     sums = np.bincount(frame_of[inside], weights=window_loudness[inside], minlength=num_frames)
     counts = np.bincount(frame_of[inside], minlength=num_frames)
-    nearest = np.clip(np.round((np.arange(num_frames) + 0.5) / fps * rate / hop).astype(np.int64),
-                      0, len(windows) - 1)
     loudness[:] = np.where(counts > 0, sums / np.maximum(counts, 1), window_loudness[nearest])
     # pitch: median of the three windows around the frame centre, when at least two are voiced
     around = f0[np.clip(nearest[:, None] + np.array([-1, 0, 1])[None, :], 0, len(f0) - 1)]
