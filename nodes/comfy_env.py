@@ -118,6 +118,29 @@ def preview_ui(image: np.ndarray, prefix: str) -> list[dict]:
     return [{"filename": target.filename, "subfolder": target.subfolder, "type": "temp"}]
 
 
+def temp_audio_ui(clip: AudioClip, prefix: str) -> Optional[dict]:
+    """Writes `clip` as a 16-bit WAV to ComfyUI's temp folder (what the editor plays through its own
+    /view route) and returns {"filename", "subfolder", "type": "temp"}; None when running headless."""
+    temp_dir = temp_directory()
+    if temp_dir is None:
+        return None
+    import wave
+
+    from ..pipeline.output_paths import atomic_write_path, next_output_path
+
+    samples = np.asarray(clip.samples, dtype=np.float32)
+    samples = samples[None] if samples.ndim == 1 else samples  # [C, T]
+    pcm = (np.clip(samples.T, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    target = next_output_path(temp_dir, prefix, "wav")
+    with atomic_write_path(target.path) as temp_path:
+        with wave.open(temp_path, "wb") as out:
+            out.setnchannels(pcm.shape[1])
+            out.setsampwidth(2)
+            out.setframerate(int(clip.sample_rate))
+            out.writeframes(pcm.tobytes())
+    return {"filename": target.filename, "subfolder": target.subfolder, "type": "temp"}
+
+
 #: Outside ComfyUI, model folders live under this environment variable's folder ($DIR/vae/...).
 MODELS_DIR_ENV = "TALKINGHEAD_MODELS_DIR"
 

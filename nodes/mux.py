@@ -48,7 +48,7 @@ class TalkingHeadMux:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "audio": ("AUDIO", {"tooltip": "The speech. Any sample rate, mono or stereo."}),
+                "audio": ("AUDIO", {"tooltip": "The speech to put under the picture (encoded as AAC). Any sample rate, mono or stereo."}),
                 "fps": (
                     "FLOAT",
                     {"default": 25.0, "min": 1.0, "max": 240.0, "step": 0.001, "round": False,
@@ -87,9 +87,9 @@ class TalkingHeadMux:
                     "one made once (reported as untrusted). On by default."}),
                 "visible_label": ("BOOLEAN", {"default": False,
                                               "tooltip": "Also draw a visible label such as 'AI-generated'."}),
-                "label_text": ("STRING", {"default": "AI-generated", "tooltip": "Text of the visible label."}),
+                "label_text": ("STRING", {"default": "AI-generated", "tooltip": "Text of the visible label, drawn in a corner of every frame when visible_label is on."}),
                 "label_position": (list(POSITIONS), {"default": "bottom_right",
-                                                     "tooltip": "Corner of the visible label."}),
+                                                     "tooltip": "Which corner of the frame the visible label is drawn in (only with visible_label on)."}),
             },
             "optional": {
                 "images": ("IMAGE", {"tooltip": "Video frames, in order. One image is held for the whole audio. "

@@ -81,7 +81,10 @@ class TalkingHeadReferenceEncoder:
             "images": comfy_env.preview_ui(encoded.preview, "TalkingHead/reference"),
             "text": [encoded.report_text],
             "talkinghead_reference": [{"face_count": reference.face_count, "quality_ok": reference.quality.ok,
-                                       "warnings": reference.warnings}],
+                                       "warnings": reference.warnings,
+                                       "checks": [{"factor": c.factor, "group": c.group, "verdict": c.verdict,
+                                                   "value": c.value_text(), "advice": c.advice}
+                                                  for c in reference.quality.checks]}],
         }
         if save_reference:
             target = next_output_path(comfy_env.output_directory(), filename_prefix, "json")

@@ -43,7 +43,7 @@ class TalkingHeadSpeak:
                 ),
                 "voice": (
                     voices,
-                    {"default": default if default in voices else voices[0], "tooltip": "espeak-ng voice (language)."},
+                    {"default": default if default in voices else voices[0], "tooltip": "espeak-ng voice, by language code (en-us, de, fr...): sets pronunciation and accent. Use the same language on the Viseme Aligner."},
                 ),
                 "rate_wpm": (
                     "INT",

@@ -22,6 +22,22 @@ def _save_json(payload: dict, prefix: str) -> dict:
     return {"filename": target.filename, "subfolder": target.subfolder, "type": "output"}
 
 
+def timeline_ui(track, audio_ref) -> dict:
+    """What the editor's timeline widget draws: words, phones, the dominant viseme and the jaw opening
+    per frame (times in seconds, values 0..1, rounded for a small message), and the audio to play."""
+    from ..pipeline.viseme_track import VISEMES
+
+    weights = getattr(track, "viseme_weights", None)
+    dominant = weights.argmax(axis=1).tolist() if weights is not None and len(weights) else []
+    jaw = track.mouth_param("jaw_open").astype("float64").round(3).tolist() if track.num_frames else []
+    return {
+        "fps": float(track.fps), "duration_s": float(track.duration_s), "method": track.method,
+        "words": [[w.word, round(w.start_s, 3), round(w.end_s, 3)] for w in track.words],
+        "phones": [[p.phoneme, round(p.start_s, 3), round(p.end_s, 3)] for p in track.phones],
+        "viseme_names": list(VISEMES), "visemes": dominant, "jaw_open": jaw, "audio": audio_ref,
+    }
+
+
 class TalkingHeadVisemeAligner:
     CATEGORY = "TalkingHead/speech"
     DESCRIPTION = (
@@ -96,8 +112,10 @@ class TalkingHeadVisemeAligner:
             saved.append(_save_json(track.to_dict(), filename_prefix))
         if export in ("rhubarb_json", "both"):
             saved.append(_save_json(rhubarb_payload, filename_prefix + "_rhubarb"))
+        # The editor draws the timeline itself from talkinghead_timeline (web/talkinghead.js), playable;
+        # the picture of it is the `timeline` output.
         ui = {
-            "images": comfy_env.preview_ui(timeline, "TalkingHead/visemes"),
+            "talkinghead_timeline": [timeline_ui(track, comfy_env.temp_audio_ui(clip, "TalkingHead/visemes_audio"))],
             "text": [f"{track.method}: {len(track.words)} words, {len(track.phones)} phones, "
                      f"{track.num_frames} frames" + "".join(f"\n{w}" for w in track.warnings)],
             "talkinghead_visemes": [{"method": track.method, "warnings": track.warnings,

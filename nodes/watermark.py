@@ -12,10 +12,13 @@ from ..pipeline.watermark import WatermarkEmbedder, detect_frames, make_payload,
 from . import comfy_env
 
 
-def _frames_u8(images):
-    for i in range(int(images.shape[0])):
+def _frames_u8(images, progress=None):
+    count = int(images.shape[0])
+    for i in range(count):
         frame = comfy_env.image_batch_to_numpy(images[i:i + 1])[0]
         yield np.clip(frame[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        if progress is not None:
+            progress(i + 1, count)
 
 
 class TalkingHeadWatermark:
@@ -33,7 +36,7 @@ class TalkingHeadWatermark:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "images": ("IMAGE", {"tooltip": "Frames to mark (all one size)."}),
+                "images": ("IMAGE", {"tooltip": "Frames to mark (all one size); every frame carries the same payload, invisibly (PSNR >= 40 dB)."}),
                 "clip_id": ("INT", {"default": 0, "min": 0, "max": 65535,
                                     "tooltip": "16-bit id carried in the payload, to tell your clips apart."}),
             }
@@ -48,7 +51,9 @@ class TalkingHeadWatermark:
         for i, frame in enumerate(_frames_u8(images)):
             marked[i] = embedder.embed(frame) / np.float32(255.0)
             report(i + 1, count)
-        return (comfy_env.numpy_to_image_batch(marked), payload.hex())
+        shown = {"mode": "embed", "payload_hex": payload.hex(), "fields": parse_payload(payload), "frames": count}
+        return {"ui": {"talkinghead_watermark": [shown]},
+                "result": (comfy_env.numpy_to_image_batch(marked), payload.hex())}
 
 
 class TalkingHeadWatermarkDetect:
@@ -65,7 +70,7 @@ class TalkingHeadWatermarkDetect:
         return {"required": {"images": ("IMAGE", {"tooltip": "Frames of one clip (more frames: more confidence)."})}}
 
     def detect(self, images):
-        result = detect_frames(_frames_u8(images))
+        result = detect_frames(_frames_u8(images, comfy_env.progress_callback(int(images.shape[0]))))
         payload = result.to_dict()
         if result.found:
             text = (f"watermark found: payload {result.payload.hex()} {parse_payload(result.payload)}, "
@@ -73,4 +78,8 @@ class TalkingHeadWatermarkDetect:
                     f"{result.frames_seen} frames")
         else:
             text = f"no watermark found (confidence z {result.confidence:.1f}, {result.frames_seen} frames)"
-        return {"ui": {"text": [text]}, "result": (json.dumps(payload, default=str),)}
+        shown = {"mode": "detect", "found": result.found, "payload_hex": payload.get("payload_hex"),
+                 "fields": payload.get("fields"), "confidence": payload.get("confidence"),
+                 "frames_marked_share": payload.get("frames_marked_share"), "frames_seen": result.frames_seen}
+        return {"ui": {"text": [text], "talkinghead_watermark": [json.loads(json.dumps(shown, default=str))]},
+                "result": (json.dumps(payload, default=str),)}

@@ -7,6 +7,7 @@
     talkinghead reference IMAGE --consent [--face-index N] [--vae PATH] [-o NAME] [--preview PNG]
     talkinghead artifacts VIDEO [--reference REF.json] [--track TRACK.json] [-o report.json] [--plot PNG]
     talkinghead verify FILE [--trust-anchor CA.pem]
+    talkinghead prompt TEXT [--negative N] [--preset P] [--budget 77] [--no-infer] [--rules FILE] [--llm DIR] [--json]
     talkinghead voices
 
 Exit status: 0 success, 1 a node failed (verify: neither credentials nor watermark found), 2 bad command line or the workflow was refused,
@@ -26,7 +27,7 @@ EXIT_NODE_FAILED = 1
 EXIT_REFUSED = 2
 EXIT_UNREACHABLE = 3
 
-WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
+WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows" / "api"
 DEMO_WORKFLOW = "script_to_video.api.json"
 
 
@@ -63,7 +64,7 @@ def load_api_workflow(path: str) -> dict:
     if isinstance(graph, dict) and "nodes" in graph and "links" in graph:
         raise UsageError(
             f"WORKFLOW: {path!r} is in the editor's UI format. Use the API format: the matching .api.json in "
-            "workflows/, or File > Export (API) in ComfyUI."
+            "workflows/api/, or File > Export (API) in ComfyUI."
         )
     if isinstance(graph, dict) and "prompt" in graph and isinstance(graph["prompt"], dict):
         graph = graph["prompt"]  # a saved /prompt request body
@@ -296,6 +297,37 @@ def _cmd_verify(args) -> int:
     return 0 if (mark.found or state in ("Valid", "Trusted")) else 1
 
 
+def _cmd_prompt(args) -> int:
+    """Refines a prompt with the PromptRefiner's rules; prints the prompts and the report (or JSON)."""
+    from ...pipeline.errors import InputError
+    from ...pipeline.prompt_refiner import refine_prompt
+
+    try:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8") if args.file else args.text
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError("--file", f"cannot read {args.file!r} ({exc})", "Give a UTF-8 text file.") from exc
+        if text is None:
+            raise UsageError("prompt: give the prompt as TEXT or with --file (\"\" for none)")
+        rewriter = None
+        if args.llm:
+            from ...pipeline.prompt_rewriter import load_rewriter
+
+            rewriter = load_rewriter(args.llm, "--llm")
+        refined = refine_prompt(text, args.negative, preset=args.preset, token_budget=args.budget,
+                                infer_detail=not args.no_infer, rules=args.rules or None, rewriter=rewriter)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    if args.json:
+        print(json.dumps(refined.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(f"positive: {refined.positive}")
+        print(f"negative: {refined.negative}")
+        print(refined.report_text(), file=sys.stderr)
+    return 0
+
+
 def _cmd_voices(_args) -> int:
     from ...pipeline.speak import list_voices
 
@@ -317,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
 
     run = commands.add_parser("run", help="run an API-format workflow, in-process or on a ComfyUI server")
-    run.add_argument("workflow", help="API-format workflow JSON (workflows/*.api.json, or ComfyUI's Export (API))")
+    run.add_argument("workflow", help="API-format workflow JSON (workflows/api/*.api.json, or ComfyUI's Export (API))")
     run.add_argument("--set", action="append", metavar="NODE_ID.input=value",
                      help="override a node input; value is JSON when it parses, else text (repeatable)")
     run.add_argument("--server", help="ComfyUI server URL, e.g. http://127.0.0.1:8188 (default: run in-process)")
@@ -371,6 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_artifacts import add_parser as add_artifacts_parser
 
     add_artifacts_parser(commands)
+
+    prompt = commands.add_parser("prompt", help="refine a prompt: normalise, resolve conflicts, infer detail, "
+                                 "negatives, fit CLIP's token budget")
+    prompt.add_argument("text", nargs="?", help="the prompt (or use --file)")
+    prompt.add_argument("--file", help="read the prompt from this text file")
+    prompt.add_argument("--negative", default="", help="your negative prompt (kept first)")
+    prompt.add_argument("--preset", default="none", help="studio, office, outdoor, cinematic, ... (default: none)")
+    prompt.add_argument("--budget", type=int, default=77,
+                        help="CLIP tokens per prompt, start and end tokens included (default 77)")
+    prompt.add_argument("--no-infer", action="store_true", help="do not add unsaid detail (framing, lighting, ...)")
+    prompt.add_argument("--rules", action="append", metavar="FILE",
+                        help="extra TOML rules merged over the shipped and your config folder's (repeatable)")
+    prompt.add_argument("--llm", metavar="FOLDER", help="local transformers language model that rewrites first")
+    prompt.add_argument("--json", action="store_true", help="print the RefinedPrompt as JSON")
+    prompt.set_defaults(handler=_cmd_prompt)
 
     voices = commands.add_parser("voices", help="list the espeak-ng voices")
     voices.set_defaults(handler=_cmd_voices)

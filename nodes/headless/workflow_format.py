@@ -3,6 +3,17 @@
     python -m talkinghead.nodes.headless.workflow_format          # rewrite workflows/*.json
     python -m talkinghead.nodes.headless.workflow_format --check  # exit 1 if any is out of date
 
+Layout (what ComfyUI's template browser needs):
+    workflows/api/<stem>.api.json   the source, API format: `talkinghead run`, POST /prompt
+    workflows/<Title>.json          the editor's UI format, generated here; one per API file
+    workflows/<Title>.jpg           its thumbnail (workflow_thumbnails.py renders them)
+
+ComfyUI (0.3.75 and later) lists every `*.json` at the top of a pack's `example_workflows/`,
+`workflows/` (and a few other) folders at GET /api/workflow_templates and serves the folder at
+/api/workflow_templates/<pack folder>/; the frontend shows each under the pack's folder name, titled
+and described by its file name, with <name>.jpg as thumbnail. So only editor-format files may sit
+at the top of workflows/, and their names are the one-line descriptions (TEMPLATE_TITLES).
+
 The UI format (LiteGraph serialisation, version 0.4) needs the widget order of every node, which
 comes from the nodes' own INPUT_TYPES, so both formats cannot drift apart.
 """
@@ -18,6 +29,16 @@ from typing import Optional
 from .executor import _input_specs, _is_link, _numeric_first, pack_node_classes
 
 WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
+API_DIR = WORKFLOWS_DIR / "api"
+#: API file stem -> the template's file name in workflows/: the title and one-line description the
+#: template browser shows. No "-" or "_" (the browser turns them into spaces in the description),
+#: nothing Windows cannot store in a file name (: * ? " < > | / \\).
+TEMPLATE_TITLES = {
+    "talking_head": "Talking head from a portrait and recorded speech",
+    "script_to_video": "Talking head speaking a typed script",
+    "reference_encoder": "Portrait check with face landmarks, pose and a quality report",
+}
+THUMBNAIL_SUFFIX = ".jpg"
 COLUMN_WIDTH_PX = 440
 NODE_WIDTH_PX = 380
 ROW_GAP_PX = 40
@@ -146,8 +167,35 @@ def api_to_ui(graph: dict, node_classes: Optional[dict] = None) -> dict:
     }
 
 
+def api_stem(api_path: Path) -> str:
+    return api_path.name[:-len(".api.json")]
+
+
 def ui_path_for(api_path: Path) -> Path:
-    return api_path.with_name(api_path.name.replace(".api.json", ".json"))
+    """The editor-format template generated from an API workflow (workflows/<Title>.json)."""
+    stem = api_stem(api_path)
+    if stem not in TEMPLATE_TITLES:
+        raise KeyError(f"{api_path.name}: add its template title to TEMPLATE_TITLES in {__file__}")
+    return WORKFLOWS_DIR / (TEMPLATE_TITLES[stem] + ".json")
+
+
+def thumbnail_path_for(api_path: Path) -> Path:
+    return ui_path_for(api_path).with_suffix(THUMBNAIL_SUFFIX)
+
+
+def api_path_for(ui_path: Path) -> Path:
+    """The API source of a template in workflows/."""
+    by_title = {title: stem for stem, title in TEMPLATE_TITLES.items()}
+    return API_DIR / (by_title[ui_path.stem] + ".api.json")
+
+
+def api_workflows() -> list[Path]:
+    return sorted(API_DIR.glob("*.api.json"))
+
+
+def templates() -> list[Path]:
+    """The editor-format workflows at the top of workflows/ (what the template browser lists)."""
+    return sorted(WORKFLOWS_DIR.glob("*.json"))
 
 
 def render(api_path: Path) -> str:
@@ -159,9 +207,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only report UI files that are out of date")
     args = parser.parse_args(argv)
-    stale = []
-    for api_path in sorted(WORKFLOWS_DIR.glob("*.api.json")):
+    stale, wanted = [], set()
+    for api_path in api_workflows():
         ui_path = ui_path_for(api_path)
+        wanted.add(ui_path.name)
         text = render(api_path)
         if ui_path.exists() and ui_path.read_text(encoding="utf-8") == text:
             continue
@@ -169,8 +218,19 @@ def main(argv=None) -> int:
         if not args.check:
             ui_path.write_text(text, encoding="utf-8")
             print(f"wrote {ui_path}")
-    if args.check and stale:
-        print("out of date: " + ", ".join(stale), file=sys.stderr)
+    # Anything else at the top of workflows/ would show up in the template browser.
+    for extra in sorted(p for p in templates() if p.name not in wanted):
+        stale.append(f"{extra.name} (no API source in {API_DIR.name}/)")
+        if not args.check:
+            extra.unlink()
+            print(f"removed {extra}")
+    missing = [ui_path_for(p).with_suffix(THUMBNAIL_SUFFIX).name for p in api_workflows()
+               if not thumbnail_path_for(p).exists()]
+    if missing:
+        print("no thumbnail yet (python -m talkinghead.nodes.headless.workflow_thumbnails): "
+              + ", ".join(missing), file=sys.stderr)
+    if args.check and (stale or missing):
+        print("out of date: " + ", ".join(stale + missing), file=sys.stderr)
         return 1
     return 0
 

@@ -1,7 +1,7 @@
 """Whole default pipeline (Speak -> VisemeAligner -> ReferenceEncoder -> TemporalSampler -> Mux): wall time and peak RSS.
 
 Each clip length runs in a fresh process (so peak RSS is that run's alone) through the pack's own
-executor on workflows/script_to_video.api.json, with the sample portrait (512x512) and a script long
+executor on workflows/api/script_to_video.api.json, with the sample portrait (512x512) and a script long
 enough for the target duration at 175 words per minute. Reported: seconds of wall time per second of
 speech (target <= 0.5 for 10 s on the 2-core reference machine), per-stage seconds, and peak RSS
 (must stay flat as clips grow). Baseline in the same run: the same length muxed from one held frame
@@ -70,7 +70,7 @@ def script_for(seconds: float, words_per_minute: float = 175.0) -> str:
 
 def run_child(seconds: float, mode: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
-        done = subprocess.run([sys.executable, "-c", CHILD, str(REPO / "workflows" / "script_to_video.api.json"),
+        done = subprocess.run([sys.executable, "-c", CHILD, str(REPO / "workflows" / "api" / "script_to_video.api.json"),
                                script_for(seconds), mode, out], capture_output=True, text=True, timeout=3600)
         if done.returncode != 0:
             raise SystemExit(f"pipeline run failed ({seconds} s, {mode}):\n{done.stderr[-3000:]}")

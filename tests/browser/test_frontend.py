@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from comfy_server import PACK_FOLDER, REPO_ROOT
+from talkinghead.nodes.headless import workflow_format
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -25,7 +26,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-s
 EXTENSION_NAME = "TalkingHead.UI"
 READY_NODE = "TalkingHeadMux"
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
-UI_WORKFLOWS = sorted(p for p in WORKFLOWS_DIR.glob("*.json") if not p.name.endswith(".api.json"))
+UI_WORKFLOWS = workflow_format.templates()  # the editor-format files (the template browser's)
 
 
 # Console noise of a sandboxed frontend that says nothing about the pack: 404s for optional user
@@ -196,8 +197,8 @@ PREVIEW_JS = """
 def test_queue_workflow_from_page_shows_video(frontend, comfy_server, artifacts_dir):
     assert UI_WORKFLOWS, "no UI workflow to queue"
     by_name = {p.name: p for p in UI_WORKFLOWS}
-    workflow = by_name.get(os.environ.get("TALKINGHEAD_BROWSER_WORKFLOW", "talking_head.json"),
-                           UI_WORKFLOWS[0])
+    wanted = os.environ.get("TALKINGHEAD_BROWSER_WORKFLOW", "talking_head")
+    workflow = by_name.get(workflow_format.TEMPLATE_TITLES.get(wanted, wanted) + ".json", UI_WORKFLOWS[0])
     frontend.open()
     wf = json.loads(workflow.read_text())
     res = frontend.page.evaluate(LOAD_JS, [wf, workflow.name])
@@ -209,7 +210,7 @@ def test_queue_workflow_from_page_shows_video(frontend, comfy_server, artifacts_
     encoders = [n for n in api_graph.values() if n["class_type"] == "TalkingHeadReferenceEncoder"]
     assert ticked == len(encoders) and all(n["inputs"]["consent"] is True for n in encoders), api_graph
     # every widget value reached the prompt as the API twin of the workflow has it (widget order)
-    twin = json.loads(workflow.with_name(workflow.name[:-len(".json")] + ".api.json").read_text())
+    twin = json.loads(workflow_format.api_path_for(workflow).read_text())
     for node_id, node in twin.items():
         for name, value in node["inputs"].items():
             if isinstance(value, list) or name == "consent":
@@ -248,15 +249,12 @@ def test_queue_workflow_from_page_shows_video(frontend, comfy_server, artifacts_
     assert videos, f"no <video> element plays {filename}: {preview}"
     assert videos[0]["readyState"] >= 2 and videos[0]["width"] > 0, (
         f"the browser could not decode {filename}: {videos[0]}")
-    # Our extension writes each node's report into a read-only box on the node.
-    reports = frontend.page.evaluate(
+    # Our extension shows each node's report in a panel on the node (test_editor_experience.py
+    # checks the panels in detail).
+    panels = frontend.page.evaluate(
         "() => Object.fromEntries(window.app.graph._nodes.map(n => [n.type, "
-        "(n.widgets || []).find(w => w.name === 'talkinghead_report')?.value ?? null]))")
-    assert "A/V offset" in (reports.get("TalkingHeadMux") or ""), reports
-    assert "forced_alignment" in (reports.get("TalkingHeadVisemeAligner") or ""), reports
-    aligner_previews = frontend.page.evaluate(
-        "() => window.app.graph._nodes.filter(n => n.type === 'TalkingHeadVisemeAligner')"
-        ".map(n => (n.imgs || []).length)")
-    assert aligner_previews and aligner_previews[0] >= 1, "the Viseme Aligner shows no timeline preview"
+        "(n.widgets || []).find(w => w.name === 'talkinghead_panel')?.element?.innerText ?? null]))")
+    assert "A/V offset" in (panels.get("TalkingHeadMux") or ""), panels
+    assert "forced_alignment" in (panels.get("TalkingHeadVisemeAligner") or ""), panels
     assert not frontend.our_errors(), "\n".join(frontend.our_errors())
     print(f"\n[frontend] {workflow.name} queued from the page, done in {seconds:.1f} s")

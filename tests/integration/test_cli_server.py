@@ -12,7 +12,7 @@ from talkinghead.pipeline.mux import measure_av_sync
 
 pytestmark = pytest.mark.slow
 
-WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "script_to_video.api.json"
+WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "api" / "script_to_video.api.json"
 
 
 def talkinghead(*args, cwd):

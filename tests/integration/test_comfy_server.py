@@ -13,6 +13,7 @@ import json
 import math
 import re
 import time
+import urllib.parse
 import wave
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from comfy_server import PACK_FOLDER, REPO_ROOT, ComfyServer, PromptRun, mux_out
 pytestmark = pytest.mark.slow
 
 WORKFLOWS_DIR = REPO_ROOT / "workflows"
-API_WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.api.json"))
+API_WORKFLOWS = sorted((WORKFLOWS_DIR / "api").glob("*.api.json"))
 PREFIX = "TalkingHead"  # every node type id of the pack starts with it
 
 # The node contract as the product defines it (nodes/ must provide at least this).
@@ -62,6 +63,9 @@ CONTRACT_OPTIONS = {  # (node, input): options that must be offered (an option m
     ("TalkingHeadReferenceEncoder", "vae_name"): {"none"},
 }
 AV_OFFSET_LIMIT_MS = 5.0
+#: Nodes that report progress while they run (ComfyUI's progress bar on the node).
+PROGRESS_NODES = {"TalkingHeadSpeak", "TalkingHeadVisemeAligner", "TalkingHeadReferenceEncoder", "TalkingHeadMux",
+                  "TalkingHeadArtifactReport", "TalkingHeadWatermark", "TalkingHeadWatermarkDetect"}
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -313,12 +317,22 @@ def test_object_info_meets_the_node_contract(object_info):
 # -- shipped workflows ---------------------------------------------------------------------------
 
 def test_workflows_are_shipped():
-    assert API_WORKFLOWS, f"no workflows/*.api.json in {WORKFLOWS_DIR}"
-    ui = [p for p in WORKFLOWS_DIR.glob("*.json") if not p.name.endswith(".api.json")]
-    assert ui, f"no UI-format workflows in {WORKFLOWS_DIR}"
-    for p in ui:
-        api = p.with_name(p.name[:-len(".json")] + ".api.json")
-        assert api.exists(), f"{p.name} has no API-format twin {api.name}"
+    assert API_WORKFLOWS, f"no workflows/api/*.api.json in {WORKFLOWS_DIR}"
+    ui = sorted(WORKFLOWS_DIR.glob("*.json"))
+    assert len(ui) == len(API_WORKFLOWS), f"one editor-format template per API workflow: {ui} {API_WORKFLOWS}"
+
+
+def test_template_browser_lists_exactly_the_templates(comfy_server):
+    """What the frontend's template browser fetches: GET /api/workflow_templates ({pack folder:
+    [names]}), then /api/workflow_templates/<pack>/<name>.json and <name>.jpg (its thumbnail)."""
+    listed = comfy_server.get_json("/api/workflow_templates").get(PACK_FOLDER)
+    assert sorted(listed or []) == sorted(p.stem for p in WORKFLOWS_DIR.glob("*.json")), listed
+    for name in listed:
+        base = f"/api/workflow_templates/{PACK_FOLDER}/" + urllib.parse.quote(name)
+        status, raw = comfy_server.request("GET", base + ".json")
+        assert status == 200 and "nodes" in json.loads(raw), (name, status)  # the editor's format
+        status, raw = comfy_server.request("GET", base + ".jpg")
+        assert status == 200 and raw[:3] == b"\xff\xd8\xff", (name, status)  # a JPEG
 
 
 def with_consent(graph: dict) -> dict:
@@ -354,6 +368,9 @@ def test_api_workflow_runs_and_mux_passes(workflow, comfy_server, server_runs, t
     progressed = {e.get("node") for e in run.events_of("progress")} & ours
     assert progressed, (f"{workflow.name}: the websocket carried no progress event for any of our "
                         f"nodes {sorted(ours)}; events: {[e['type'] for e in run.events]}")
+    # the stages that take a while move ComfyUI's progress bar on their node
+    slow = {nid for nid, node in graph.items() if node["class_type"] in PROGRESS_NODES}
+    assert slow <= progressed, f"{workflow.name}: no progress from nodes {sorted(slow - progressed)}"
     server_runs[workflow.name] = (run, results, seconds)
     print(f"\n[{workflow.name}] server run {seconds:.1f} s, "
           + ", ".join(f"{r['frame_count']} frames @ {r['fps']} fps" for r in results))
@@ -390,7 +407,7 @@ def test_parity_on_file_audio(comfy_server, media_inputs, tmp_path):
     """The default workflow on a user's audio file: identical frames, durations and visemes both ways."""
     from talkinghead.nodes.headless.executor import run_graph
 
-    graph = with_consent(json.loads((WORKFLOWS_DIR / "talking_head.api.json").read_text()))
+    graph = with_consent(json.loads((WORKFLOWS_DIR / "api" / "talking_head.api.json").read_text()))
     graph["2"]["inputs"]["audio"] = media_inputs[1]
     graph["4"]["inputs"]["transcript"] = ""
     run = comfy_server.run_prompt(graph)

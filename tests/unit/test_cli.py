@@ -15,7 +15,8 @@ import pytest
 pytest.importorskip("torch")
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOWS = REPO / "workflows"
+WORKFLOWS = REPO / "workflows" / "api"
+TEMPLATES = REPO / "workflows"  # the editor-format files
 
 
 #: The shipped workflows leave the Reference Encoder's consent unset: a user attests on the command line.
@@ -65,7 +66,7 @@ def test_node_failure_exits_1_naming_node_and_input(tmp_path):
 
 
 def test_ui_format_and_bad_set_are_usage_errors(tmp_path):
-    done = talkinghead("run", str(WORKFLOWS / "talking_head.json"), cwd=tmp_path)
+    done = talkinghead("run", str(TEMPLATES / "Talking head from a portrait and recorded speech.json"), cwd=tmp_path)
     assert done.returncode == 2 and "UI format" in done.stderr
     done = talkinghead("run", str(WORKFLOWS / "talking_head.api.json"), "--set", "99.fps=3", cwd=tmp_path)
     assert done.returncode == 2 and "no node '99'" in done.stderr

@@ -21,7 +21,7 @@ from talkinghead.nodes.headless.executor import (  # noqa: E402
 from talkinghead.nodes.headless import workflow_format  # noqa: E402
 from talkinghead.pipeline.mux import measure_av_sync  # noqa: E402
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows" / "api"
 
 
 def load(name: str) -> dict:
@@ -185,6 +185,24 @@ def test_ui_workflows_are_generated_from_the_api_workflows():
         api = json.loads(api_path.read_text())
         assert sorted(str(n["id"]) for n in ui["nodes"]) == sorted(api)
         assert {n["type"] for n in ui["nodes"]} == {n["class_type"] for n in api.values()}
+    # the top of workflows/ is what ComfyUI's template browser lists: templates and thumbnails only
+    top = sorted(p.name for p in WORKFLOWS.parent.iterdir() if p.is_file())
+    expected = sorted(name for api_path in WORKFLOWS.glob("*.api.json")
+                      for name in (workflow_format.ui_path_for(api_path).name,
+                                   workflow_format.thumbnail_path_for(api_path).name))
+    assert top == expected
+
+
+def test_every_template_has_a_real_thumbnail():
+    from PIL import Image
+
+    for api_path in WORKFLOWS.glob("*.api.json"):
+        thumb = workflow_format.thumbnail_path_for(api_path)
+        assert thumb.exists(), f"{thumb.name}: run python -m talkinghead.nodes.headless.workflow_thumbnails"
+        with Image.open(thumb) as image:
+            assert image.format == "JPEG" and image.width >= 256 and image.height >= 256
+            pixels = np.asarray(image.convert("L"), dtype=np.float32)
+        assert pixels.std() > 20, f"{thumb.name} looks blank"
 
 
 def test_viseme_aligner_exports_track_and_rhubarb_json(folders):

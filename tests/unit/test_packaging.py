@@ -39,7 +39,9 @@ def test_wheel_holds_the_package_workflows_web_and_console_command(wheel):
         assert "talkinghead = talkinghead.nodes.headless.cli:main" in archive.read(entry_points).decode()
     for expected in ("talkinghead/__init__.py", "talkinghead/pipeline/mux.py", "talkinghead/pipeline/speak.py",
                      "talkinghead/nodes/registry.py", "talkinghead/web/talkinghead.js",
-                     "talkinghead/workflows/talking_head.api.json", "talkinghead/workflows/talking_head.json"):
+                     "talkinghead/workflows/api/talking_head.api.json",
+                     "talkinghead/workflows/Talking head from a portrait and recorded speech.json",
+                     "talkinghead/workflows/Talking head from a portrait and recorded speech.jpg"):
         assert expected in names
     assert not any(name.startswith("talkinghead/tests/") for name in names)
 

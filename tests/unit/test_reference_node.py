@@ -17,7 +17,7 @@ from talkinghead.nodes.headless.executor import NodeExecutionError, run_graph  #
 from talkinghead.pipeline.errors import InputError  # noqa: E402
 from talkinghead.pipeline.reference import Reference  # noqa: E402
 
-WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "reference_encoder.api.json"
+WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "api" / "reference_encoder.api.json"
 
 
 @pytest.fixture

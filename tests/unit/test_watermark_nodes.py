@@ -27,10 +27,17 @@ def clip_frames(count=50, size=256):
 
 def test_embed_node_then_detect_node_read_the_payload():
     frames = torch.from_numpy(clip_frames().astype(np.float32) / 255.0)
-    marked, payload_hex = TalkingHeadWatermark().embed(frames, clip_id=4242)
+    embedded = TalkingHeadWatermark().embed(frames, clip_id=4242)
+    marked, payload_hex = embedded["result"]
     assert marked.shape == frames.shape
-    found = json.loads(TalkingHeadWatermarkDetect().detect(marked)["result"][0])
+    shown = embedded["ui"]["talkinghead_watermark"][0]  # what the editor shows on the node
+    assert shown["payload_hex"] == payload_hex and shown["fields"]["clip_id"] == 4242
+    detected = TalkingHeadWatermarkDetect().detect(marked)
+    found = json.loads(detected["result"][0])
     assert found["found"] is True and found["payload_hex"] == payload_hex
+    shown = detected["ui"]["talkinghead_watermark"][0]
+    assert shown["found"] is True and shown["payload_hex"] == payload_hex and shown["confidence"] > 0
+    json.dumps(detected["ui"])  # a websocket message: plain JSON
     plain = json.loads(TalkingHeadWatermarkDetect().detect(frames)["result"][0])
     assert plain["found"] is False
 
