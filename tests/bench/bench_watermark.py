@@ -269,7 +269,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     row += f"{acc:>15.3f}{'yes' if np.array_equal(vote, truth_bits) else 'NO':>6}"
             print(row, flush=True)
 
-    print(f"\n-- false positives: unmarked clips and images (threshold z >= {cfg.z_threshold})")
+    print(f"\n-- false positives: unmarked clips and images (found = keyed CRC valid, z >= "
+          f"{cfg.z_threshold}, data agreement >= {cfg.data_threshold})")
     zs, dzs, names, flagged, crc_pass = [], [], [], 0, 0
     for name, items in unmarked_corpus():
         r = wm.detect_frames(items, cfg)
@@ -284,7 +285,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{np.percentile(zs, 99):.2f}, median {np.median(zs):.2f}; threshold {cfg.z_threshold}")
     print(f"data agreement: max {dzs.max():.2f} ({names[int(dzs.argmax())]}), p99 "
           f"{np.percentile(dzs, 99):.2f}, median {np.median(dzs):.2f}; threshold "
-          f"{cfg.data_threshold} (margin {cfg.data_threshold - dzs.max():.2f})")
+          f"{cfg.data_threshold} (a loose sanity gate: the CRC is the guard)")
+    odds = cfg.n_candidates / 2.0 ** wm.CRC_BITS
+    print(f"CRC-{wm.CRC_BITS} guard: up to {cfg.n_candidates} decodes per item -> a false pass has odds "
+          f"{odds:.1e} per item, {odds * len(zs):.1e} expected over these {len(zs)} items")
     print(f"\nall attacks recovered exactly by ours: {all_ok} (issue 6 target: every attack, no false positive)")
     # a benchmark reports; misses are in its output (and the xfail tests), not in its exit status
     return 0
