@@ -8,6 +8,7 @@
     talkinghead artifacts VIDEO [--reference REF.json] [--track TRACK.json] [-o report.json] [--plot PNG]
     talkinghead verify FILE [--trust-anchor CA.pem]
     talkinghead prompt TEXT [--negative N] [--preset P] [--budget 77] [--no-infer] [--rules FILE] [--llm DIR] [--json]
+    talkinghead batch JOBS.jsonl --workflow WORKFLOW_API.json [--out DIR] [--workers N | --ray auto|local|ADDR | --server URL ...] [--consent]
     talkinghead voices
 
 Exit status: 0 success, 1 a node failed (verify: neither credentials nor watermark found), 2 bad command line or the workflow was refused,
@@ -403,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_artifacts import add_parser as add_artifacts_parser
 
     add_artifacts_parser(commands)
+
+    from .batch import add_parser as add_batch_parser
+
+    add_batch_parser(commands)
 
     prompt = commands.add_parser("prompt", help="refine a prompt: normalise, resolve conflicts, infer detail, "
                                  "negatives, fit CLIP's token budget")

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -89,6 +90,16 @@ class ComfyClient:
             raise GraphValidationError(error, answer.get("node_errors") or {})
         raise ServerUnreachable(f"--server: POST /prompt answered HTTP {status}: {payload[:500]!r}")
 
+    def finished_history(self, prompt_id: str, timeout_s: float = 60.0) -> dict:
+        """/history/{id} once ComfyUI has stored it: its websocket says execution_success a moment before
+        the prompt worker writes the history entry, so an immediate read can come back empty."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            entry = self.history(prompt_id)
+            if entry.get("status", {}).get("completed") is not None or time.monotonic() > deadline:
+                return entry
+            time.sleep(0.1)
+
     def history(self, prompt_id: str) -> dict:
         status, payload = self._request("GET", f"/history/{urllib.parse.quote(prompt_id)}")
         return json.loads(payload).get(prompt_id, {}) if status == 200 else {}
@@ -160,7 +171,7 @@ class ComfyClient:
         finally:
             bars.close()
             socket.close()
-        entry = self.history(prompt_id)
+        entry = self.finished_history(prompt_id)
         outputs = entry.get("outputs", {})
         run = ServerRun(prompt_id=prompt_id, outputs=outputs, events=events, node_errors=dropped_outputs)
         if out_dir is not None:

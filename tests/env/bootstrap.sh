@@ -87,8 +87,8 @@ setup_test() {
     $pip install -q -c tests/env/constraints.txt torch torchvision torchaudio
     log "installing ComfyUI's requirements"
     $pip install -q -c tests/env/constraints.txt -r tests/env/comfyui-requirements.txt
-    log "installing the pack with its test extra"
-    $pip install -q -c tests/env/constraints.txt -e ".[graph,test,faces,faces-dlib,latents]"
+    log "installing the pack with its test extras (ray for the batch tests: a ~80 MB wheel)"
+    $pip install -q -c tests/env/constraints.txt -e ".[graph,test,faces,faces-dlib,latents,ray]"
     # benchmark only: invisible-watermark compared side by side with ours (tests/bench/bench_watermark.py);
     # --no-deps because it declares opencv-python, which would sit beside mediapipe's opencv-contrib.
     $pip install -q --no-deps "invisible-watermark==0.2.0"
