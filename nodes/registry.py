@@ -34,7 +34,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "TalkingHeadPromptRefiner": "Prompt Refiner (Talking Head)",
     "TalkingHeadVisemeAligner": "Viseme Aligner (Talking Head)",
     "TalkingHeadReferenceEncoder": "Reference Encoder (Talking Head)",
-    "TalkingHeadTemporalSampler": "Temporal Sampler, weight-free (Talking Head)",
+    "TalkingHeadTemporalSampler": "Temporal Sampler (Talking Head)",
     "TalkingHeadMux": "Mux MP4 (Talking Head)",
     "TalkingHeadArtifactReport": "Artifact Report (Talking Head)",
     "TalkingHeadWatermark": "Watermark (Talking Head)",
