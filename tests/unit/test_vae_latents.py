@@ -48,34 +48,11 @@ def tiny_vae(latent_channels=4) -> AutoencoderKL:
 
 
 def diffusers_to_ldm(state_dict: dict, n_blocks: int) -> dict:
-    """The reverse of diffusers' convert_ldm_vae_checkpoint, for the test file in original SD layout."""
-    out = {}
-    for key, value in state_dict.items():
-        new = key.replace("conv_norm_out", "norm_out")
-        m = re.match(r"encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", new)
-        if m:
-            new = f"encoder.down.{m[1]}.block.{m[2]}.{m[3].replace('conv_shortcut', 'nin_shortcut')}"
-        m = re.match(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.*)", new)
-        if m:
-            new = f"encoder.down.{m[1]}.downsample.conv.{m[2]}"
-        m = re.match(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.*)", new)
-        if m:
-            new = f"decoder.up.{n_blocks - 1 - int(m[1])}.block.{m[2]}.{m[3].replace('conv_shortcut', 'nin_shortcut')}"
-        m = re.match(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.*)", new)
-        if m:
-            new = f"decoder.up.{n_blocks - 1 - int(m[1])}.upsample.conv.{m[2]}"
-        m = re.match(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.*)", new)
-        if m:
-            new = f"{m[1]}.mid.block_{int(m[2]) + 1}.{m[3]}"
-        m = re.match(r"(encoder|decoder)\.mid_block\.attentions\.0\.(.*)", new)
-        if m:
-            rest = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
-            part, _, leaf = m[2].rpartition(".")
-            new = f"{m[1]}.mid.attn_1.{rest[part]}.{leaf}"
-            if value.ndim == 2:
-                value = value[:, :, None, None]
-        out[new] = value.contiguous()
-    return out
+    """The reverse of diffusers' convert_ldm_vae_checkpoint, for the test file in original SD layout
+    (the diffusion engine's exporter, pipeline/diffusion/convert.py)."""
+    from talkinghead.pipeline.diffusion.convert import vae_to_ldm
+
+    return {key: value.contiguous() for key, value in vae_to_ldm(state_dict, n_blocks).items()}
 
 
 @pytest.fixture(scope="module")
