@@ -295,3 +295,44 @@ def save_single_file_checkpoint(path: str, unet: Any, vae: Any, text_encoder: An
         metadata[METADATA_KEYS["text_encoder"]] = text_encoder.config.to_json_string()
     save_file(tensors, path, metadata=metadata)
     return path
+
+
+# ------------------------------------------------------------------------------------ ControlNet
+
+def controlnet_to_ldm(state_dict: dict, config: dict) -> dict:
+    """diffusers ControlNetModel state dict -> the original (lllyasviel) layout, without the
+    `control_model.` prefix: the UNet encoder under LDM names, the hint encoder as
+    `input_hint_block.{0, 2, 4, ...}`, the zero convolutions as `zero_convs.{i}.0` and
+    `middle_block_out.0` (the reverse of diffusers' convert_controlnet_checkpoint)."""
+    unet_part, out = {}, {}
+    blocks = sorted({int(k.split(".")[2]) for k in state_dict if k.startswith("controlnet_cond_embedding.blocks.")})
+    for key, value in state_dict.items():
+        if key.startswith("controlnet_cond_embedding."):
+            rest = key[len("controlnet_cond_embedding."):]
+            if rest.startswith("conv_in."):
+                out["input_hint_block.0." + rest[len("conv_in."):]] = value
+            elif rest.startswith("conv_out."):
+                out[f"input_hint_block.{2 * (len(blocks) + 1)}." + rest[len("conv_out."):]] = value
+            else:
+                index, leaf = rest[len("blocks."):].split(".", 1)
+                out[f"input_hint_block.{2 * (int(index) + 1)}.{leaf}"] = value
+        elif key.startswith("controlnet_down_blocks."):
+            index, leaf = key[len("controlnet_down_blocks."):].split(".", 1)
+            out[f"zero_convs.{index}.0.{leaf}"] = value
+        elif key.startswith("controlnet_mid_block."):
+            out["middle_block_out.0." + key[len("controlnet_mid_block."):]] = value
+        else:
+            unet_part[key] = value
+    out.update(unet_to_ldm(unet_part, config))
+    return out
+
+
+def save_controlnet_file(path: str, controlnet: Any) -> str:
+    """Writes a ControlNet as one .safetensors file in the original layout (`control_model.` keys),
+    the way most SD 1.5 ControlNets are shared."""
+    from safetensors.torch import save_file
+
+    tensors = {CONTROL_PREFIX + key: value.detach().contiguous()
+               for key, value in controlnet_to_ldm(controlnet.state_dict(), dict(controlnet.config)).items()}
+    save_file(tensors, path, metadata={"format": "pt"})
+    return path

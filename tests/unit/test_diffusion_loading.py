@@ -24,7 +24,7 @@ pytest.importorskip("transformers")
 from talkinghead.pipeline.diffusion import (  # noqa: E402
     DiffusionSettings, cache_keys, diffuse_frames, free_models, load_models,
 )
-from talkinghead.pipeline.diffusion.convert import save_single_file_checkpoint  # noqa: E402
+from talkinghead.pipeline.diffusion.convert import save_controlnet_file, save_single_file_checkpoint  # noqa: E402
 from talkinghead.pipeline.diffusion.random_models import (  # noqa: E402
     build, save_diffusers_folder, save_motion_adapter_file,
 )
@@ -56,6 +56,7 @@ def files(tmp_path_factory):
     m.motion_adapter.save_pretrained(str(root / "tiny-motion"), safe_serialization=True)
     save_motion_adapter_file(m.motion_adapter, str(root / "tiny_mm_original.safetensors"), original_keys=True)
     m.controlnet.save_pretrained(str(root / "tiny-controlnet"), safe_serialization=True)
+    save_controlnet_file(str(root / "tiny_controlnet_original.safetensors"), m.controlnet)
     (root / "mm_sd_v15.ckpt").write_bytes(b"not really a pickle")
     return root
 
@@ -83,6 +84,21 @@ def test_single_file_and_diffusers_folder_give_the_same_result(files):
     a, b = latents_of(single), latents_of(folder)
     assert a.abs().max() > 0
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    free_models()
+
+
+def test_original_layout_controlnet_file_loads_the_same_weights_as_the_folder(files):
+    """The way SD 1.5 ControlNets are usually shared: one .safetensors with `control_model.` keys and no config."""
+    import torch
+
+    from_file = load_models(str(files / "tiny-sd.safetensors"), controlnet=str(files / "tiny_controlnet_original.safetensors"),
+                            device="cpu")
+    from_folder = load_models(str(files / "tiny-sd.safetensors"), controlnet=str(files / "tiny-controlnet"),
+                              device="cpu")
+    a, b = from_file.controlnet.state_dict(), from_folder.controlnet.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert dict(from_file.controlnet.config)["block_out_channels"] == dict(from_folder.controlnet.config)["block_out_channels"]
     free_models()
 
 
