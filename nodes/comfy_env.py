@@ -161,6 +161,18 @@ def model_folders(kind: str) -> list[str]:
     return [f for f in folders if os.path.isdir(f)]
 
 
+def register_model_folder(kind: str) -> None:
+    """Makes ComfyUI know models/<kind> (so `list_models(kind)` finds it); nothing outside ComfyUI."""
+    import os
+
+    if _folder_paths is None or kind in getattr(_folder_paths, "folder_names_and_paths", {}):
+        return
+    try:
+        _folder_paths.add_model_folder_path(kind, os.path.join(_folder_paths.models_dir, kind))
+    except Exception:  # noqa: BLE001 - an unexpected folder_paths: the listing just stays empty
+        pass
+
+
 def list_models(kind: str, extensions: tuple[str, ...] = (".safetensors",)) -> list[str]:
     """Names (relative to their model folder, "/"-separated) of model files with `extensions`, and of
     diffusers model folders (a folder holding config.json), sorted."""

@@ -15,6 +15,9 @@ logger = logging.getLogger("talkinghead")
 
 VISEME_TRACK = "TH_VISEME_TRACK"
 EXPORTS = ("none", "track_json", "rhubarb_json", "both")
+NO_PHONEME_MODEL = "(none)"
+PHONEME_KIND = "phoneme_ctc"  # models/phoneme_ctc (pipeline/phoneme_ctc.py)
+comfy_env.register_model_folder(PHONEME_KIND)
 
 
 def _save_json(payload: dict, prefix: str) -> dict:
@@ -94,14 +97,26 @@ class TalkingHeadVisemeAligner:
                     {"tooltip": "Connect Speak's speech_timings when the audio comes from Speak: its exact "
                      "phoneme times are then used as they are."},
                 ),
+                "phoneme_model": (
+                    [NO_PHONEME_MODEL] + comfy_env.list_models(PHONEME_KIND),
+                    {"default": NO_PHONEME_MODEL,
+                     "tooltip": "Optional phoneme recogniser used when there is no usable transcript, in place "
+                     "of the built-in one: a wav2vec2 phoneme CTC folder (e.g. facebook/wav2vec2-lv-60-espeak-cv-ft "
+                     "or wav2vec2-xlsr-53-espeak-cv-ft, safetensors) in models/phoneme_ctc. Aims at more exact mouth "
+                     "shapes without a transcript, also for other languages; slower. Never downloaded."},
+                ),
             },
         }
 
-    def align(self, audio, fps, transcript, language, export, filename_prefix, speech_timings=None):
+    def align(self, audio, fps, transcript, language, export, filename_prefix, speech_timings=None,
+              phoneme_model=NO_PHONEME_MODEL):
         clip = comfy_env.audio_to_clip(audio, "audio")
+        model_path = None
+        if phoneme_model not in (None, "", NO_PHONEME_MODEL):
+            model_path = comfy_env.resolve_model(PHONEME_KIND, phoneme_model, "phoneme_model")
         track = viseme_aligner.align_speech(
             clip, fps=fps, transcript=transcript, language=language, speech_timings=speech_timings,
-            progress=comfy_env.progress_callback(3),
+            progress=comfy_env.progress_callback(3), phoneme_model=model_path,
         )
         for warning in track.warnings:
             logger.warning("VisemeAligner: %s", warning)

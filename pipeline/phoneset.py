@@ -238,6 +238,79 @@ def _move_closures(phones: list[PhonemeTiming], closure: float) -> None:
         cur.start_s -= take
 
 
+
+# --- IPA (espeak-ng's IPA output, as phoneme recognisers emit it) -> ARPAbet ----------------
+
+# IPA symbol (or symbol sequence) -> ARPAbet. Covers espeak-ng's English IPA and the common symbols
+# of the other languages that multilingual espeak-IPA recognisers (wav2vec2 *-espeak-cv-ft) emit,
+# each mapped to the English phone with the nearest mouth shape. Longer tokens ("aɪə", "ɑːɹ") are
+# read as a sequence of these by longest match; length, stress and other modifier marks are ignored.
+_IPA_TO_ARPABET: dict[str, tuple[str, ...]] = {
+    # vowels and diphthongs
+    "a": ("AA",), "æ": ("AE",), "ɑ": ("AA",), "ɒ": ("AA",), "ɶ": ("AA",), "ɐ": ("AH",), "ʌ": ("AH",),
+    "ə": ("AH",), "ɘ": ("AH",), "ɤ": ("AH",), "ɞ": ("AH",), "ɚ": ("ER",), "ɝ": ("ER",), "ɜ": ("ER",),
+    "ɛ": ("EH",), "e": ("EH",), "ɪ": ("IH",), "ᵻ": ("IH",), "ɨ": ("IH",), "i": ("IY",),
+    "ɔ": ("AO",), "o": ("OW",), "ʊ": ("UH",), "ɵ": ("UH",), "ʏ": ("UH",), "u": ("UW",), "ʉ": ("UW",),
+    "ɯ": ("UW",), "y": ("UW",), "ø": ("OW",), "œ": ("AO",),
+    "eɪ": ("EY",), "ei": ("EY",), "aɪ": ("AY",), "ai": ("AY",), "aʊ": ("AW",), "au": ("AW",),
+    "oʊ": ("OW",), "əʊ": ("OW",), "ou": ("OW",), "ɔɪ": ("OY",), "oi": ("OY",), "ɔy": ("OY",),
+    "əl": ("AH", "L"), "ɪə": ("IH", "AH"), "iə": ("IY", "AH"), "eə": ("EH", "R"), "ɛə": ("EH", "R"),
+    "ʊə": ("UH", "R"),
+    # consonants
+    "p": ("P",), "b": ("B",), "t": ("T",), "d": ("D",), "k": ("K",), "g": ("G",), "ɡ": ("G",),
+    "ʔ": ("T",), "ɾ": ("D",), "c": ("K",), "ɟ": ("G",), "q": ("K",), "ɢ": ("G",), "ʈ": ("T",),
+    "ɖ": ("D",), "f": ("F",), "v": ("V",), "β": ("V",), "ɸ": ("F",), "ʋ": ("V",), "θ": ("TH",),
+    "ð": ("DH",), "s": ("S",), "z": ("Z",), "ʃ": ("SH",), "ʒ": ("ZH",), "ʂ": ("SH",), "ʐ": ("ZH",),
+    "ɕ": ("SH",), "ʑ": ("ZH",), "h": ("HH",), "ɦ": ("HH",), "x": ("HH",), "ç": ("HH",), "χ": ("HH",),
+    "ħ": ("HH",), "ɣ": ("G",), "ʝ": ("Y",), "tʃ": ("CH",), "dʒ": ("JH",), "ts": ("T", "S"),
+    "dz": ("D", "Z"), "tɕ": ("CH",), "dʑ": ("JH",), "tʂ": ("CH",), "dʐ": ("JH",),
+    "m": ("M",), "ɱ": ("M",), "n": ("N",), "ɳ": ("N",), "ŋ": ("NG",), "ɲ": ("N", "Y"), "ɴ": ("NG",),
+    "l": ("L",), "ɫ": ("L",), "ɬ": ("L",), "ɮ": ("L",), "ɭ": ("L",), "ʎ": ("L",),
+    "ɹ": ("R",), "r": ("R",), "ɻ": ("R",), "ʁ": ("R",), "ʀ": ("R",), "ɽ": ("R",),
+    "w": ("W",), "ʍ": ("W",), "ɥ": ("W",), "ɰ": ("W",), "j": ("Y",),
+}
+_IPA_MAX_KEY = max(len(k) for k in _IPA_TO_ARPABET)
+
+
+def _ipa_modifier(ch: str) -> bool:
+    """Length, stress, tie bars, aspiration, nasalisation ...: marks without an articulation of their own."""
+    import unicodedata
+
+    return unicodedata.category(ch) in ("Lm", "Sk", "Mn", "Me", "Po") or ch in "ˈˌːˑ‿͡"
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipa_cached(token: str) -> tuple[str, ...]:
+    import unicodedata
+
+    text = unicodedata.normalize("NFD", token.strip())
+    phones: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        for size in range(min(_IPA_MAX_KEY, n - i), 0, -1):
+            piece = unicodedata.normalize("NFC", text[i:i + size])
+            if piece in _IPA_TO_ARPABET:
+                phones.extend(_IPA_TO_ARPABET[piece])
+                i += size
+                break
+        else:
+            if not _ipa_modifier(text[i]):
+                return ()  # a symbol we cannot place: the whole token is unknown
+            i += 1
+    return tuple(phones)
+
+
+def ipa_to_arpabet(token: str) -> list[str]:
+    """ARPAbet phones for one IPA phoneme token as espeak-IPA recognisers emit it ("aɪ", "ɹ", "iː").
+
+    Read by longest match over the IPA table (so "aɪə" -> AY AH, "ɑːɹ" -> AA R);
+    length, stress, tie and diacritic marks are ignored. Returns [] for a token holding a symbol
+    the table does not know (callers skip and count those) or only marks; never raises.
+    """
+    if not isinstance(token, str) or not token.strip():
+        return []
+    return list(_ipa_cached(token))
+
 # --- grapheme to phoneme through espeak-ng ---------------------------------------------------
 
 # Tokens of espeak's mnemonic output: known mnemonics (longest first) and the marks to skip.

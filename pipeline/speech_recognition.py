@@ -47,6 +47,11 @@ word error rate of the search to fall to a few percent.
       without fwdflat: 0.709 at 0.65 s/s
     frame-level voting of the word result with 2-4 phone loops (weights 1.5-2.5 : 1, coarse
     Rhubarb classes, short-segment smoothing): 0.692 .. 0.700, worse than words alone.
+
+The way to 0.85 is a stronger phone recogniser whose weights the user supplies: pipeline/phoneme_ctc.py
+(a local wav2vec2 espeak-IPA phoneme CTC model, `align_speech(phoneme_model=...)`, the VisemeAligner's
+`phoneme_model` input). Its accuracy has NOT been measured here (no such weights are available in this
+environment); measure it with `tests/bench/bench_visemes.py --phoneme-model PATH`.
 """
 
 from __future__ import annotations

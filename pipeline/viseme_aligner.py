@@ -3,19 +3,21 @@
 Which way the phones are found, best first:
 1. `speech_timings` from Speak: the synthesiser's exact phoneme times, used as they are.
 2. A transcript and an English voice: forced alignment (pocketsphinx, offline).
-3. No transcript, or one that does not match the audio: offline recognition, then alignment.
-4. A language the models do not cover, or recognition that finds nothing: a language-independent
-   estimate from acoustic energy and spectral shape.
+3. No transcript, or one that does not match the audio: offline recognition, then alignment; or,
+   when a local phoneme CTC model is given (`phoneme_model`, pipeline/phoneme_ctc.py), its phones.
+4. A language the models do not cover (without a phoneme model), or recognition that finds nothing:
+   a language-independent estimate from acoustic energy and spectral shape.
 Every fallback is said in `VisemeTrack.warnings`.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
-from . import acoustic_phones, forced_align, phoneset, speech_recognition, visemes
+from . import acoustic_phones, forced_align, phoneme_ctc, phoneset, speech_recognition, visemes
 from .audio import AudioClip
 from .errors import InputError
 from .prosody import frame_prosody
@@ -72,6 +74,7 @@ def align_speech(
     speech_timings: Optional[SpeechTimings] = None,
     config: Optional[AlignerConfig] = None,
     progress: Optional[ProgressFn] = None,
+    phoneme_model: Union[None, str, os.PathLike, phoneme_ctc.PhonemeModel] = None,
 ) -> VisemeTrack:
     """Turns speech into a VisemeTrack at `fps`.
 
@@ -82,6 +85,9 @@ def align_speech(
         language: language code ("en-us", "de", ...); None means English.
         speech_timings: Speak's exact timings for this very audio; used as they are.
         progress: progress(done, total) in arbitrary steps.
+        phoneme_model: a local phoneme CTC model (folder path or `phoneme_ctc.load_phoneme_model`'s
+            result). When set, it replaces pocketsphinx recognition where there is no usable
+            transcript (method "phoneme_ctc"). None: unchanged behaviour.
 
     Returns:
         VisemeTrack with words, ARPAbet phones, per-frame viseme weights and mouth parameters, and
@@ -114,14 +120,15 @@ def align_speech(
         warnings.append("audio: no speech found (silence only); the track keeps the mouth at rest.")
         phones, method = _silence(duration_s), "silence"
 
-    if phones is None and not forced_align.supports_language(language):
+    # A phoneme model (espeak IPA, multilingual) also covers languages the English speech models do not.
+    if phones is None and not forced_align.supports_language(language) and phoneme_model is None:
         warnings.append(
             f"language: no speech model covers {language!r} (only English here); mouth motion was estimated from "
             "the audio's energy and spectral shape, which follows loudness and openness but not exact phonemes."
         )
         phones, method = acoustic_phones.estimate_phones(audio, config=config.acoustic), "acoustic"
 
-    if phones is None and transcript and transcript.strip():
+    if phones is None and transcript and transcript.strip() and forced_align.supports_language(language):
         alignment = forced_align.align(audio, transcript, language=language)
         report(1, 3)
         warnings.extend(alignment.notes)
@@ -135,6 +142,17 @@ def align_speech(
         else:
             phones, words, method = alignment.phones, alignment.words, "forced_alignment"
             score = alignment.score if alignment.loop_agreement is None else None
+
+    if phones is None and phoneme_model is not None:
+        recognised = phoneme_ctc.recognize(audio, phoneme_model)
+        report(2, 3)
+        warnings.extend(recognised.notes)
+        if phoneme_ctc.speech_phone_count(recognised.phones):
+            phones, method = recognised.phones, "phoneme_ctc"
+        else:
+            warnings.append("audio: the phoneme model recognised no phones; mouth motion was estimated from the "
+                            "audio's energy and spectral shape instead.")
+            phones, method = acoustic_phones.estimate_phones(audio, config=config.acoustic), "acoustic"
 
     if phones is None:
         recognition = speech_recognition.recognize_for_visemes(audio)

@@ -44,7 +44,7 @@ class VisemeTrack:
             heard during that interval (anticipation included; see `visemes.frame_visemes`).
         mouth: float32 [num_frames, 5] in 0..1; column order MOUTH_PARAMS.
         method: how the phones were found: "speech_timings", "forced_alignment",
-            "recognition", or "acoustic".
+            "recognition", "phoneme_ctc" (a local phoneme CTC model, no transcript) or "acoustic".
         language: language code the audio was treated as.
         alignment_score: mean per-frame acoustic score of the alignment where one was made
             (higher is a better fit), else None.

@@ -39,7 +39,12 @@ unmodified). Rhubarb Lip Sync itself cannot be built in this environment (its so
 PyPI or in Debian), so it is not measured here; the issue quotes ~0.70 frame accuracy at ~1 s CPU
 per s of audio for it.
 
-Run: python tests/bench/bench_visemes.py [--full] [--limit N] [--items-csv PATH]
+`--phoneme-model PATH`: also scores the no-transcript path with a local phoneme CTC model
+(pipeline/phoneme_ctc.py; e.g. a facebook/wav2vec2-lv-60-espeak-cv-ft folder with safetensors
+weights) as its own row, and a second target table for it. Never run here: no such weights are
+available in this environment, so that path's accuracy is unmeasured.
+
+Run: python tests/bench/bench_visemes.py [--full] [--limit N] [--items-csv PATH] [--phoneme-model PATH]
 """
 
 from __future__ import annotations
@@ -400,6 +405,8 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="3 voice/rate combinations per sentence, 5 noise conditions")
     parser.add_argument("--limit", type=int, help="only the first N utterances (quick look)")
     parser.add_argument("--items-csv", help="write per-item figures to this CSV file")
+    parser.add_argument("--phoneme-model", metavar="PATH",
+                        help="also score the no-transcript path with this local phoneme CTC model folder")
     args = parser.parse_args()
 
     import viseme_corpus
@@ -412,6 +419,13 @@ def main() -> int:
     except ImportError:
         have_acoustic = False
 
+    phoneme_model = None
+    if args.phoneme_model:
+        from talkinghead.pipeline.phoneme_ctc import load_phoneme_model
+
+        phoneme_model = load_phoneme_model(args.phoneme_model)
+    phoneme_system = "without transcript (phoneme CTC model)"
+
     wall0 = time.time()
     utterances, items = viseme_corpus.build_corpus(full=args.full, limit=args.limit)
     by_key = {u.key: u for u in utterances}
@@ -420,11 +434,15 @@ def main() -> int:
     first = items[0]
     align_speech(first.audio, fps=100.0, transcript=first.text)
     align_speech(first.audio, fps=100.0)
+    if phoneme_model is not None:
+        align_speech(first.audio, fps=100.0, phoneme_model=phoneme_model)
 
     conditions = list(dict.fromkeys(it.noise for it in items))
     systems = ["with transcript (forced alignment)", "without transcript (recognition)"]
     if have_acoustic:
         systems.append("acoustic fallback (language 'xx')")
+    if phoneme_model is not None:
+        systems.append(phoneme_system)
     systems += ["energy only (C loud / X quiet)", "rest mouth (all X)"]
     per_cond = {c: {name: Score() for name in systems} for c in conditions}
     fixed = {"ground-truth phones through our viseme stage": Score(), "Speak timings path (speech_timings=...)": Score()}
@@ -435,6 +453,8 @@ def main() -> int:
         runs = [(systems[0], dict(transcript=it.text)), (systems[1], dict())]
         if have_acoustic:
             runs.append((systems[2], dict(language="xx")))
+        if phoneme_model is not None:
+            runs.append((phoneme_system, dict(phoneme_model=phoneme_model)))
         for name, kwargs in runs:
             t0 = time.process_time()
             track = align_speech(it.audio, fps=100.0, **kwargs)
@@ -475,6 +495,10 @@ def main() -> int:
         "",
     ]
     out += target_table(total[systems[0]], total[systems[1]])
+    if phoneme_model is not None:
+        out.append("")
+        out.append(f"with the phoneme CTC model {phoneme_model.name!r} in the 'without' column:")
+        out += target_table(total[systems[0]], total[phoneme_system])
     out.append("")
     rows = [(name, total[name]) for name in systems] + list(fixed.items())
     out += table(rows, "All conditions pooled (median/p90: boundary error, ms; paired: share of true boundaries "
@@ -483,7 +507,8 @@ def main() -> int:
     for c in conditions:
         out.append("")
         out += table([(name, per_cond[c][name]) for name in systems], f"Condition: {c}")
-    methods = {name: total[name].methods for name in systems[:3]}
+    methods = {name: total[name].methods for name in systems if name not in (
+        "energy only (C loud / X quiet)", "rest mouth (all X)")}
     out.append("")
     out.append("paths taken: " + "; ".join(f"{name}: {m}" for name, m in methods.items()))
     out.append("Rhubarb Lip Sync: not measured (cannot be built here from Debian packages and PyPI alone); "
