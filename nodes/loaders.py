@@ -6,10 +6,10 @@ Core LoadImage / LoadAudio work with our nodes too; these exist so shipped workf
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from ..pipeline import audio_io, portraits
+from ..pipeline.reference import sha256_file
 from . import comfy_env
 
 SAMPLE_SPEECH = "(sample) speech, synthesised by espeak-ng"
@@ -22,14 +22,6 @@ SAMPLE_SPEECH_TEXT = (
 def _input_files(extensions: tuple[str, ...]) -> list[str]:
     folder = comfy_env.input_directory_if_known()
     return portraits.list_input_files(folder, extensions) if folder else []
-
-
-def _file_hash(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class TalkingHeadLoadImage:
@@ -65,7 +57,7 @@ class TalkingHeadLoadImage:
         if image.startswith(portraits.SAMPLE_PREFIX):
             return image
         path = portraits.safe_input_path(comfy_env.input_directory(), image, "image")
-        return _file_hash(path) if os.path.isfile(path) else image
+        return sha256_file(path) if os.path.isfile(path) else image
 
     def load(self, image):
         rgb = portraits.resolve_portrait(image, comfy_env.input_directory(), "image")
@@ -105,7 +97,7 @@ class TalkingHeadLoadAudio:
         if audio == SAMPLE_SPEECH:
             return audio
         path = portraits.safe_input_path(comfy_env.input_directory(), audio, "audio")
-        return _file_hash(path) if os.path.isfile(path) else audio
+        return sha256_file(path) if os.path.isfile(path) else audio
 
     def load(self, audio):
         if audio == SAMPLE_SPEECH:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from ...pipeline.reference import sha256_file
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 #: job key -> ((class_type, input name), ...): every node of these types in the workflow gets the value.
@@ -133,12 +135,8 @@ class Job:
     resources: dict[str, float] = field(default_factory=dict)
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+#: Hex SHA-256 of a file (job inputs, outputs); the pipeline's own helper.
+file_sha256 = sha256_file
 
 
 def check_output_name(value: Any, what: str) -> str:
