@@ -326,11 +326,43 @@ def _fill_gaps(mask: np.ndarray, max_frames: int) -> tuple[np.ndarray, np.ndarra
     return mask | gaps, gaps
 
 
+def _energy_db_native(audio: AudioClip, config: AcousticConfig) -> np.ndarray:
+    """Per-frame energy (dB re full scale) like `_Features.energy_db`, computed at the audio's own rate.
+
+    Same frames (centre of each hop), window length in seconds and band (80 Hz up to 0.49 x
+    analysis_rate) as `_features`, but without resampling or the other features: speech_activity
+    only needs the energy, and the resampler and formant search were most of its cost (~0.06 s
+    per 10 s of 22 kHz speech of the ~0.07 s it took). Values agree with `_features` within a
+    fraction of a dB away from the band edges (no anti-alias filter transition here).
+    """
+    rate = int(audio.sample_rate)
+    x = to_mono(audio)
+    n_frames = _num_frames(audio.duration_s, config.hop_s)
+    hop = config.hop_s * rate
+    win = max(8, int(round(config.window_s * rate)))
+    nfft = 1 << (win - 1).bit_length()
+    window = np.hanning(win).astype(np.float32)
+    freqs = np.fft.rfftfreq(nfft, 1.0 / rate)
+    band = (freqs >= 80.0) & (freqs <= 0.49 * min(rate, int(config.analysis_rate)))
+    norm = nfft * float(np.sum(window.astype(np.float64) ** 2))
+    padded = np.concatenate([np.zeros(win, np.float32), x.astype(np.float32, copy=False), np.zeros(win, np.float32)])
+    from scipy import fft as sfft
+
+    out = np.empty(n_frames, dtype=np.float32)
+    for f0 in range(0, n_frames, _FRAMES_PER_BATCH):
+        idx = np.arange(f0, min(n_frames, f0 + _FRAMES_PER_BATCH))
+        starts = np.round(idx * hop + hop / 2).astype(np.int64) - win // 2 + win
+        frames = padded[starts[:, None] + np.arange(win)[None, :]]
+        spec = sfft.rfft(frames * window, n=nfft, axis=1)[:, band]
+        mean_square = (spec.real.astype(np.float64) ** 2 + spec.imag.astype(np.float64) ** 2).sum(axis=1) / norm
+        out[idx] = 10.0 * np.log10(mean_square + _EPS / norm + 1e-13)
+    return out
+
+
 def speech_activity(audio: AudioClip, *, config: AcousticConfig = AcousticConfig()) -> float:
     """Fraction (0..1) of the clip's 10 ms frames that hold speech; ~0 for silence or steady noise."""
     audio = AudioClip(audio.samples, audio.sample_rate).validated("audio")
-    feats = _features(audio, config)
-    return float(np.mean(_speech_mask(feats.energy_db, config)))
+    return float(np.mean(_speech_mask(_energy_db_native(audio, config), config)))
 
 
 # --- classification -----------------------------------------------------------------------------

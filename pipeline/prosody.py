@@ -31,7 +31,7 @@ from .audio_dsp import to_mono
 class ProsodyConfig:
     """Analysis settings (seconds, Hz, dB)."""
 
-    min_analysis_rate_hz: int = 11000   # audio is decimated by the largest integer factor keeping this rate
+    min_analysis_rate_hz: int = 7000    # audio is decimated by the largest integer factor keeping this rate
     window_s: float = 0.040
     hop_s: float = 0.010
     min_pitch_hz: float = 60.0
