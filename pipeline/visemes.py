@@ -235,6 +235,11 @@ class CoarticulationConfig:
         sample_step_s: sub-sampling step inside a frame (the frame shows the mean of its samples, taken at
             the midpoints of equal sub-intervals).
         max_samples_per_frame: cap on sub-samples per frame.
+        dark_l: an L after a vowel and before a consonant or pause (the "dark", velarised L of
+            "feel", "old", "help") keeps the vowel's mouth: its tongue works behind closed teeth
+            and it is often vocalised outright, so the lips and jaw show the vowel until the
+            next sound, but for its last `dark_l_tongue_s` (the tongue tip touching). Onset L
+            ("light", "hello") keeps its own open, tongue-up shape throughout.
     """
 
     anticipation_s: float = 0.025
@@ -255,6 +260,8 @@ class CoarticulationConfig:
     contact_frame_threshold: float = 0.9
     sample_step_s: float = 0.01
     max_samples_per_frame: int = 16
+    dark_l: bool = True
+    dark_l_tongue_s: float = 0.04
 
     def __post_init__(self) -> None:
         for name in ("anticipation_s", "carryover_s", "rounding_anticipation_s", "contact_s", "contact_anticipation_s",
@@ -422,6 +429,13 @@ def _segments(phones: list[tuple[str, float, float]], config: CoarticulationConf
                 add(mid, e, glide, _phone_target(ph, 1, long_), dom, vis, 0, 0.0, "phone", vowel_dur)
             elif ph == "HH":
                 add(s, e, "aa", NEUTRAL_MOUTH, *_WEAK_DOMINANCE, 0, lead, "weak")
+            elif (ph == "L" and config.dark_l and i > 0 and phones[i - 1][0] in VOWELS
+                  and (i == n - 1 or phones[i + 1][0] not in VOWELS)):
+                dom, vis = _DOMINANCE[vis_name]
+                tongue = max(e - config.dark_l_tongue_s, s)
+                if tongue > s:  # the vowel goes on, as strongly as before
+                    add(s, tongue, seg_vis[-1], seg_target[-1], seg_dom[-1], seg_valpha[-1], 0, 0.0, "phone")
+                add(tongue, e, vis_name, _phone_target(ph, 0, False), dom, vis, 0, 0.0, "phone")
             elif ph in _CLOSURE_STOPS and dur > 2 * config.release_s and i < n - 1:
                 # The phone is the closure (however long) and then the burst: closed until the release.
                 release = min(config.release_s, config.release_share * dur)

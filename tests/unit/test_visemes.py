@@ -176,6 +176,25 @@ def test_f_v_tuck_and_short_ones_still_shown():
     assert m[:, TUCK].max() >= 0.9
 
 
+def test_dark_l_keeps_the_vowel_mouth_but_onset_l_shows_its_own():
+    # "fool." (coda L before a pause) vs "loo" (onset L): 100 fps, L of 120 ms in both.
+    coda = seq(("SIL", 0.3), ("UW", 0.2), ("L", 0.12), ("SIL", 0.3))
+    onset = seq(("SIL", 0.3), ("L", 0.12), ("UW", 0.2), ("SIL", 0.3))
+    w, m = frame_visemes(coda, coda[-1].end_s, 100)
+    l_start = int(coda[2].start_s * 100)
+    middle_of_l = l_start + 5
+    assert VISEMES[int(np.argmax(w[middle_of_l]))] == "ou"        # still the vowel's rounded lips
+    assert m[middle_of_l, ROUND] > 0.8 * m[int((coda[1].start_s + 0.1) * 100), ROUND]
+    tongue = int((coda[2].end_s - 0.02) * 100)                     # the last 40 ms: tongue tip up
+    assert VISEMES[int(np.argmax(w[tongue]))] == "nn"
+    w_on, m_on = frame_visemes(onset, onset[-1].end_s, 100)
+    assert VISEMES[int(np.argmax(w_on[int(onset[1].start_s * 100) + 5]))] == "nn"
+    # the switch restores the old behaviour: the whole coda L shows its own shape
+    w_off, m_off = frame_visemes(coda, coda[-1].end_s, 100, CoarticulationConfig(dark_l=False))
+    assert VISEMES[int(np.argmax(w_off[middle_of_l]))] == "nn"
+    assert m_off[middle_of_l, ROUND] < m[middle_of_l, ROUND] - 0.2
+
+
 def test_diphthong_glides():
     phones = seq(("SIL", 0.3), ("AY", 0.4), ("SIL", 0.3))
     w, m = frame_visemes(phones, 1.0, 100)
