@@ -298,3 +298,24 @@ def test_speech_end_is_trimmed_to_the_energy_drop():
     phones = [PhonemeTiming("AA", 0.0, 0.45), PhonemeTiming(SILENCE, 0.45, 1.0)]
     fa._trim_speech_ends(phones, pcm)
     assert phones[0].end_s == 0.45
+
+
+def _phones_of(alignment, word):
+    span = next((w.start_s, w.end_s) for w in alignment.words if w.word == word)
+    return [p.phoneme for p in alignment.phones if p.start_s >= span[0] - 1e-6 and p.end_s <= span[1] + 1e-6]
+
+
+def test_accent_variants_let_the_audio_choose_the_pronunciation(monkeypatch):
+    # The dictionary is American ("can't" K AE N T); a British speaker says K AA N T. With
+    # espeak-ng's en-gb pronunciation offered as an alternative the search takes the vowel heard.
+    from talkinghead.pipeline.speak import SpeakConfig
+
+    text = "I can't say what you want."
+    british = speak(text, SpeakConfig(voice="en-gb")).audio
+    american = speak(text, SpeakConfig(voice="en-us")).audio
+    assert "AA" in _phones_of(fa.align(british, text), "can't")
+    assert "AE" in _phones_of(fa.align(american, text), "can't")
+    monkeypatch.setattr(fa, "PRONUNCIATION_VARIANTS", ())
+    monkeypatch.setattr(fa, "_decoders", {})      # fresh dictionaries without the variants
+    monkeypatch.setattr(fa, "_VARIANTS_DONE", set())
+    assert "AE" in _phones_of(fa.align(british, text), "can't")
