@@ -289,6 +289,11 @@ function showMux(node, data) {
   const provenance = el("div", "th-head th-muted");
   if (data.watermark_payload_hex) {
     provenance.append("watermark ", el("span", "th-code th-payload", data.watermark_payload_hex));
+    if (data.watermark_readable === false) {
+      const unread = el("span", "th-badge th-warn th-unreadable", "not readable back");
+      unread.title = "The detector could not read the mark from the written file: render larger or longer clips.";
+      provenance.append(" ", unread);
+    } else if (data.watermark_readable === true) provenance.append(" ", el("span", "th-badge th-pass", "read back"));
   } else provenance.append("no watermark");
   if (data.credentials) provenance.append(` · content credentials: ${data.credentials}`);
   provenance.title = (data.notes ?? []).join("\n");

@@ -70,3 +70,31 @@ def test_visible_label_changes_only_its_corner():
     assert err.value.input_name == "label_position"
     with pytest.raises(InputError):
         LabelPainter(LabelConfig(text="  "))
+
+
+def _textured_clip(size: int, frames: int):
+    rng = np.random.default_rng(3)
+    base = (rng.random((size // 8, size // 8, 3)) * 120 + 60).astype(np.uint8)
+    base = np.kron(base, np.ones((8, 8, 1), np.uint8))            # 8 px blocks: a picture, not noise
+    video = np.stack([np.roll(base, i // 5, axis=1) for i in range(frames)])
+    t = np.arange(int(16000 * frames / FPS)) / 16000.0
+    return video, AudioClip((0.2 * np.sin(2 * np.pi * 220 * t))[None].astype(np.float32), 16000)
+
+
+def test_small_clips_are_read_back_and_an_unreadable_mark_is_said(clip, tmp_path, monkeypatch):
+    frames, audio = _textured_clip(384, 50)
+    good = publish(frames, audio, FPS, str(tmp_path / "good.mp4"), content_credentials=False)
+    assert good.watermark_readable is True and good.to_dict()["watermark_readable"] is True
+    assert not any("could not be read back" in n for n in good.notes)
+    # 96x128 px, one second: less than one 128 px tile per frame, too little of the mark to read
+    tiny_frames, tiny_audio = clip
+    tiny = publish(tiny_frames, tiny_audio, FPS, str(tmp_path / "tiny.mp4"), content_credentials=False)
+    assert tiny.watermark_readable is False
+    assert any("could not be read back" in n and "96" in n for n in tiny.notes)
+    # clips above the limit are not decoded again; the mark off means nothing to check
+    import talkinghead.pipeline.publish as publish_module
+
+    monkeypatch.setattr(publish_module, "READBACK_MAX_PIXEL_FRAMES", 384 * 384 * 49)
+    assert publish(frames, audio, FPS, str(tmp_path / "big.mp4"), content_credentials=False).watermark_readable is None
+    assert publish(frames, audio, FPS, str(tmp_path / "off.mp4"), watermark=False,
+                   content_credentials=False).watermark_readable is None
