@@ -385,7 +385,10 @@ def _add_variants(decs: list, key: str) -> None:
             continue
         if phones and phones not in known:
             for d in decs:
-                d.add_word(f"{key}({slot})", phones, True)
+                try:
+                    d.add_word(f"{key}({slot})", phones, True)
+                except RuntimeError:  # this decoder has the entry already (pocketsphinx refuses duplicates)
+                    pass
             known.add(phones)
             slot += 1
 
