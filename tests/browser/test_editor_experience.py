@@ -209,6 +209,9 @@ def test_panels_show_real_data_after_a_run(frontend, comfy_server, artifacts_dir
     assert f"{mux['av_offset_ms']:+.1f} ms" in text, text
     if mux.get("watermark_payload_hex"):
         assert mux["watermark_payload_hex"] in text, text
+        readback = {True: "read back", False: "not readable back"}.get(mux.get("watermark_readable"))
+        if readback:  # clips up to 512x512 x 125 frames are read back after writing
+            assert readback in text, text
     panel_shot(frontend, artifacts_dir, "TalkingHeadMux", "mux")
     assert not frontend.our_errors(), "\n".join(frontend.our_errors())
 
