@@ -19,9 +19,11 @@ the boundary refinement look for.
   without a noise problem keep their exact samples (and cost only the energy estimate).
 
 Measured on the VisemeAligner benchmark (tests/bench/bench_visemes.py, 120 items, forced
-alignment with transcript), off -> on: boundary p90 27.9 -> 25.5 ms pooled (pink noise at 10 dB
-SNR: 34.2 -> 28.8 ms; white at 20 dB: 25.0 -> 25.0; clean: untouched), frame accuracy 0.8995 ->
-0.8998 (pink +0.005, white -0.004), P/B/M closure recall 0.971 -> 0.978. Written here (about 30
+alignment with transcript; docs/benchmarks.md), before -> after (with the decoder stream reset of
+the same change): boundary p90 28.0 -> 25.6 ms pooled (pink noise at 10 dB SNR: 34.6 -> 28.5 ms;
+white at 20 dB: 25.0 -> 24.6; clean, untouched here: 24.8 -> 24.2), frame accuracy 0.899 -> 0.902,
+P/B/M closure recall 0.976 -> 0.980. Over-subtraction 1.5-2 and floors 0.03-0.3 measured no better.
+Written here (about 30
 lines of scipy) rather than taken from `noisereduce` (spectral gating), which would bring
 matplotlib, joblib and tqdm into the core install for the same textbook method.
 """
