@@ -145,7 +145,9 @@ def recognize_for_visemes(audio: AudioClip, *, language: str = "en-us",
         phones over 0..duration, the recognised text, the alignment score, a method note.
     """
     fa._check_language(language)
-    pcm = with_noise_floor(fa._prepare_audio(audio))
+    # Steady background subtracted first, as for forced alignment (benchmark, pink 10 dB: frame
+    # accuracy 0.592 -> 0.628; clean audio is left as it is).
+    pcm = with_noise_floor(fa._prepare_audio(audio, denoise=True))
     duration = len(pcm) / float(fa.SAMPLE_RATE)
     n_frames = int(np.ceil(len(pcm) / 160))
     notes: list[str] = []

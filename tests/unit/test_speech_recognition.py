@@ -123,3 +123,31 @@ def test_aligner_uses_it_without_transcript(spoken):
     track = align_speech(spoken[0].audio, fps=25.0)
     assert track.method == "recognition"
     assert track.words
+
+
+def test_recognition_in_noise_is_better_with_noise_reduction(spoken, monkeypatch):
+    # Pink noise at 10 dB SNR, 4 sentences x 3 noise seeds: measured mean viseme-class agreement
+    # 0.486 without the reduction in front of the decoder, 0.556 with it (seed by seed +0.08,
+    # +0.13, +0.02). Benchmark, pink 10 dB: frame accuracy 0.592 -> 0.628.
+    import itertools
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    try:
+        import viseme_corpus as vc
+    finally:
+        sys.path.pop(0)
+    agreement = {}
+    for setting in (None, fa.NoiseReductionConfig()):
+        monkeypatch.setattr(fa, "NOISE_REDUCTION", setting)
+        scores = []
+        for seed, (index, sp) in itertools.product((0, 10, 20), enumerate(spoken)):
+            noisy = AudioClip(vc.add_noise(sp.audio.samples[0], 10.0, "pink", seed + index)[None, :],
+                              sp.audio.sample_rate)
+            rec = sr.recognize_for_visemes(noisy)
+            scores.append(fa._viseme_class_agreement(rec.phones, convert_speech_timings(sp.timings),
+                                                     sp.audio.duration_s))
+        agreement[setting is not None] = float(np.mean(scores))
+    assert agreement[True] >= agreement[False] + 0.02, agreement
+    assert agreement[True] >= 0.5, agreement
