@@ -319,6 +319,9 @@ function showWatermark(node, data) {
       el("span", "th-muted", `in ${Math.round(100 * (Number(data.frames_marked_share) || 0))}% of ${data.frames_seen} frames`));
   } else {
     head.append(el("span", "th-badge th-pass", "watermark embedded"), el("span", "th-muted", `${data.frames} frames`));
+    if (data.strength !== undefined && Number(data.strength) !== 1) {
+      head.append(el("span", "th-muted th-strength", `strength ${fixed(data.strength, 2)}, PSNR >= ${fixed(data.psnr_floor_db, 1)} dB`));
+    }
   }
   root.appendChild(head);
   if (data.payload_hex) {

@@ -219,7 +219,7 @@ def test_panels_show_real_data_after_a_run(frontend, comfy_server, artifacts_dir
 WATERMARK_GRAPH = {
     "1": {"class_type": "TalkingHeadLoadImage", "inputs": {"image": "(sample) astronaut"},
           "_meta": {"title": "Portrait"}},
-    "2": {"class_type": "TalkingHeadWatermark", "inputs": {"images": ["1", 0], "clip_id": 4242},
+    "2": {"class_type": "TalkingHeadWatermark", "inputs": {"images": ["1", 0], "clip_id": 4242, "strength": 1.5},
           "_meta": {"title": "Watermark"}},
     "3": {"class_type": "TalkingHeadWatermarkDetect", "inputs": {"images": ["2", 0]},
           "_meta": {"title": "Detect Watermark"}},
@@ -244,6 +244,7 @@ def test_watermark_panels_show_payload_and_confidence(frontend, comfy_server, ar
         "(n.widgets || []).find(w => w.name === 'talkinghead_panel')?.element?.innerText ?? null]))")
     embed_text, detect_text = texts["TalkingHeadWatermark"], texts["TalkingHeadWatermarkDetect"]
     assert "watermark embedded" in embed_text and "clip 4242" in embed_text, embed_text
+    assert "strength 1.50, PSNR >= 36.5 dB" in embed_text, embed_text  # the optional strength widget
     payload = embed_text.split("payload", 1)[1].split()[0]
     assert len(payload) == 16, embed_text
     assert f"confidence z {detected['confidence']:.1f}" in detect_text, detect_text

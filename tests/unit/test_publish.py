@@ -98,3 +98,19 @@ def test_small_clips_are_read_back_and_an_unreadable_mark_is_said(clip, tmp_path
     assert publish(frames, audio, FPS, str(tmp_path / "big.mp4"), content_credentials=False).watermark_readable is None
     assert publish(frames, audio, FPS, str(tmp_path / "off.mp4"), watermark=False,
                    content_credentials=False).watermark_readable is None
+
+
+def test_watermark_strength_is_applied_said_and_checked(tmp_path):
+    frames, audio = _textured_clip(384, 50)
+    strong = publish(frames, audio, FPS, str(tmp_path / "strong.mp4"), watermark_strength=1.7,
+                     content_credentials=False)
+    assert strong.watermark_readable is True
+    assert any("strength 1.7" in n and "PSNR >= 35.4 dB" in n and "grain" in n for n in strong.notes)
+    default = publish(frames, audio, FPS, str(tmp_path / "default.mp4"), content_credentials=False)
+    assert not any("strength" in n for n in default.notes)
+    for bad in (3.0, 0.1, float("nan"), "strong"):
+        target = tmp_path / f"bad-{bad}.mp4"
+        with pytest.raises(InputError) as err:
+            publish(frames, audio, FPS, str(target), watermark_strength=bad, content_credentials=False)
+        assert err.value.input_name == "watermark_strength" and "0.5 to 2.0" in str(err.value)
+        assert not target.exists()

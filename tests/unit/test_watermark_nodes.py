@@ -16,6 +16,7 @@ from skimage import data  # noqa: E402
 
 from talkinghead.nodes.watermark import TalkingHeadWatermark, TalkingHeadWatermarkDetect  # noqa: E402
 from talkinghead.pipeline.audio import AudioClip  # noqa: E402
+from talkinghead.pipeline.errors import InputError  # noqa: E402
 from talkinghead.pipeline.ffmpeg import find_ffmpeg  # noqa: E402
 from talkinghead.pipeline.publish import publish  # noqa: E402
 
@@ -40,6 +41,21 @@ def test_embed_node_then_detect_node_read_the_payload():
     json.dumps(detected["ui"])  # a websocket message: plain JSON
     plain = json.loads(TalkingHeadWatermarkDetect().detect(frames)["result"][0])
     assert plain["found"] is False
+
+
+def test_embed_node_strength_input():
+    frames = torch.from_numpy(clip_frames(10).astype(np.float32) / 255.0)
+    assert "strength" in TalkingHeadWatermark.INPUT_TYPES()["optional"]
+    changes = {}
+    for strength in (1.0, 2.0):
+        embedded = TalkingHeadWatermark().embed(frames, clip_id=1, strength=strength)
+        changes[strength] = float((embedded["result"][0] - frames).abs().mean())
+        shown = embedded["ui"]["talkinghead_watermark"][0]
+        assert shown["strength"] == strength and shown["psnr_floor_db"] == pytest.approx(40.0 - 20 * np.log10(strength), abs=0.01)
+    assert 1.6 < changes[2.0] / changes[1.0] < 2.2, changes
+    with pytest.raises(InputError) as err:
+        TalkingHeadWatermark().embed(frames, clip_id=1, strength=5.0)
+    assert err.value.input_name == "strength"
 
 
 def verify(*args, cwd):
