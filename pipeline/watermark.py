@@ -33,7 +33,7 @@ Design (issue 6):
   (AWGN simulation, 88 info bits: block error 29% at a per-coded-bit SNR that K=7 needed 0.8 dB
   more for). The CRC is the false-positive guard: the detector makes up to 2 decodes for each of
   up to `n_candidates` (12) geometries per clip, so a random pass has odds 24 / 2^24 = 1.4e-6
-  per clip. The sync z and data agreement of unmarked content overlap those of a weak but
+  per clip (list decoding adds 2 x 16 paths only behind a sync peak of z >= 5.5). The sync z and data agreement of unmarked content overlap those of a weak but
   correct mark, so they are only loose sanity gates.
 * **Perceptual mask**: the mark is scaled by local luma activity (local standard deviation), so it
   is weak on flat backgrounds and skin and stronger in texture; a per-frame cap keeps the RMS change
@@ -49,7 +49,11 @@ Design (issue 6):
   mark amplitude is estimated from the sync slots and divided by the ring's power, so rings a
   codec or a downscale wiped out (the high ones) stop adding noise. Viterbi decoding; if the CRC
   fails, the weights are re-estimated with the tentative codeword's slots too and the candidate
-  is decoded once more. The first candidate with a valid keyed CRC wins.
+  is decoded once more; if that fails too and the candidate's sync z is >= `list_min_z` (5.5,
+  above all unmarked content measured), its 16 best trellis paths are tried (list Viterbi,
+  `decode_bits_list`: in simulation ~0.6 dB; on real clips it rescued 2 of ~30 weak-mark cases,
+  because where the mark is that weak the sync is usually lost too). The first candidate with a
+  valid keyed CRC wins.
   Measured gain of the weighting at the true geometry (soft-bit SNR, old K=7 layout): CRF 28
   1.12 -> 1.32, 50% downscale 1.11 -> 1.30, contrast -10% + crop + CRF 28 1.00 -> 1.09. The
   former 3x3 offset refinement by the largest summed |soft bit| often picked a neighbour of the
@@ -170,6 +174,9 @@ class WatermarkConfig:
             docs/benchmarks.md, bench_watermark, false-positive sweep: unmarked content gives
             9.6 median, 10.5 max; decodable marks 13-19).
         frame_z_threshold: per-frame z-score above which a frame counts as marked.
+        list_size, list_min_z: when plain Viterbi decoding of a candidate fails its CRC and the
+            candidate's sync z is >= list_min_z (unmarked content measured <= 5.0), its
+            `list_size` best trellis paths are tried (`decode_bits_list`); 1 turns that off.
         max_share_frames: at most this many frames are kept (evenly subsampled; 24-48 are used) to
             compute the share of marked frames; bounds detector memory for long videos and keeps the
             per-frame check (a high-pass and 25 correlations per kept frame, ~5 ms) from making
@@ -201,6 +208,8 @@ class WatermarkConfig:
     data_threshold: float = 10.0
     frame_z_threshold: float = 3.0
     max_share_frames: int = 48
+    list_size: int = 16
+    list_min_z: float = 5.5
 
     def validate(self) -> None:
         """Raises InputError for inconsistent settings."""
@@ -217,6 +226,9 @@ class WatermarkConfig:
         if self.strength <= 0 or self.max_rms <= 0:
             raise InputError("watermark config", "strength and max_rms must be positive",
                              "use e.g. strength=3.2, max_rms=2.5")
+        if self.list_size < 1 or self.list_size > 256:
+            raise InputError("watermark config", f"list_size={self.list_size}",
+                             "use 1 (plain Viterbi) to 256 paths; 16 is the default")
         if self.per_scale < 1 or self.n_candidates < 1:
             raise InputError("watermark config", "per_scale and n_candidates must be >= 1",
                              "use e.g. per_scale=3, n_candidates=12")
@@ -399,6 +411,53 @@ def decode_bits(soft: np.ndarray, key: str) -> Tuple[Optional[bytes], np.ndarray
     raw = np.packbits(info).tobytes()
     payload, crc = raw[:PAYLOAD_BITS // 8], int.from_bytes(raw[PAYLOAD_BITS // 8:], "big")
     return (payload if _crc(key, payload) == crc else None), info
+
+
+def decode_bits_list(soft: np.ndarray, key: str, list_size: int) -> Tuple[Optional[bytes], int]:
+    """List Viterbi decoding (parallel list Viterbi, Seshadri & Sundberg 1994): the `list_size`
+    best paths through the trellis, best first; the first whose keyed CRC checks out wins.
+
+    Where plain Viterbi's single best path has a few bits wrong, the right codeword is often the
+    2nd-16th best. Measured (AWGN, this code, 200 blocks): success at a per-coded-bit SNR of 0.65
+    0.48 -> 0.73 with 16 paths, at 0.70 0.70 -> 0.91 (~0.6 dB), ~11 ms per decode. The price is
+    list_size times the CRC's false-pass odds, which is why `_analyse` uses it only behind a sync
+    peak that unmarked content does not reach (`WatermarkConfig.list_min_z`).
+
+    Returns:
+        (payload or None, rank of the path that passed: 0 = the plain Viterbi path; -1 if none).
+    """
+    n_out = len(CONV_POLYS)
+    width = max(1, int(list_size))
+    soft = np.asarray(soft, np.float64)
+    steps = soft.size // n_out
+    branch = np.einsum("sjo,to->tsj", _PRED_SGN, soft[:steps * n_out].reshape(steps, n_out))
+    n_states = _PRED.shape[0]
+    metric = np.full((n_states, width), -np.inf)
+    metric[0, 0] = 0.0
+    # back[t, state, rank]: which of the 2 * width candidates (predecessor j = idx // width, its
+    # rank idx % width) is this state's rank-th best path at step t
+    back = np.zeros((steps, n_states, width), np.int16)
+    for t in range(steps):
+        cand = np.concatenate([metric[_PRED[:, 0]] + branch[t, :, 0, None],
+                               metric[_PRED[:, 1]] + branch[t, :, 1, None]], axis=1)
+        order = np.argsort(-cand, axis=1, kind="stable")[:, :width]
+        back[t] = order
+        metric = np.take_along_axis(cand, order, axis=1)
+    n_info = PAYLOAD_BITS + CRC_BITS
+    for rank in range(width):
+        if not np.isfinite(metric[0, rank]):  # tail-terminated: only paths ending in state 0
+            break
+        state, r, bits = 0, rank, np.zeros(steps, np.uint8)
+        for t in range(steps - 1, -1, -1):
+            idx = int(back[t, state, r])
+            bits[t] = _PRED_BIT[state]
+            r = idx % width
+            state = int(_PRED[state, idx // width])
+        raw = np.packbits(bits[:n_info]).tobytes()
+        payload, crc = raw[:PAYLOAD_BITS // 8], int.from_bytes(raw[PAYLOAD_BITS // 8:], "big")
+        if _crc(key, payload) == crc:
+            return payload, rank
+    return None, -1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -791,8 +850,9 @@ def _analyse(y_mean: np.ndarray, config: WatermarkConfig):
     neighbours of a peak are usually among them: that is the offset refinement). The best
     `n_candidates` over all scales, best z first: read the per-slot values at that offset, weight
     them per ring from the sync slots (`_Layout.ring_weights`), Viterbi-decode; if the CRC fails,
-    re-weight once with the tentative codeword's slots too and decode again. The first valid CRC
-    wins (so at most 2 * n_candidates decodes per clip).
+    re-weight once with the tentative codeword's slots too and decode again; then, behind a sync
+    peak of z >= `list_min_z` only, list decoding of both. The first valid CRC wins (so at most
+    2 * n_candidates plain decodes per clip on unmarked content).
 
     Returns (z, scale, (dy, dx), soft bits [n_coded], payload or None), or None if too small.
     """
@@ -825,13 +885,20 @@ def _analyse(y_mean: np.ndarray, config: WatermarkConfig):
     for z, s, off in cands[:config.n_candidates]:
         contrib = lay.contributions(spectra[s] * lay.shift_phase(off))
         weights = lay.ring_weights(contrib) if config.mrc_rings > 1 else np.ones(contrib.size)
+        tried = []
         for attempt in range(2):  # sync-aided weights, then decision-aided (tentative codeword)
             soft = np.bincount(lay.owner, weights=contrib * weights,
                                minlength=lay.rows)[1:] / lay.gain[1:]
+            tried.append(soft)
             payload, info = decode_bits(soft, config.key)
             if payload is not None or config.mrc_rings <= 1 or attempt:
                 break
             weights = lay.ring_weights(contrib, _conv_encode(info) * 2.0 - 1.0)
+        if payload is None and config.list_size > 1 and z >= config.list_min_z:
+            for soft in tried[::-1]:
+                payload, _ = decode_bits_list(soft, config.key, config.list_size)
+                if payload is not None:
+                    break
         if first is None:
             first = (z, s, off, soft, None)
         if payload is not None:
@@ -879,7 +946,10 @@ def _detect_luma(frames_luma: Iterable[np.ndarray], config: WatermarkConfig) -> 
         return WatermarkResult(False, None, None, 0.0, 0.0, acc.count,
                                notes=["frames too small for the tile period"])
     z, s, off, soft, payload = res
-    info = decode_bits(soft.astype(np.float64), config.key)[1]
+    if payload is not None:  # the codeword found (a list-decoded one is not Viterbi's best path)
+        info = _bytes_to_bits(payload + _crc(config.key, payload).to_bytes(CRC_BITS // 8, "big"))
+    else:
+        info = decode_bits(soft.astype(np.float64), config.key)[1]
     dz = data_agreement(soft, info)
     notes = [f"sync z {z:.1f}, data agreement {dz:.1f}"]
     found = payload is not None and z >= config.z_threshold and dz >= config.data_threshold
