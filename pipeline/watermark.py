@@ -97,8 +97,10 @@ Design (issue 6):
   0.84-0.88: see informed embedding above). Hardest passing attacks (soft-bit SNR per coded bit;
   raw coded-bit errors): contrast -10% + crop + CRF 28 0.93 (18%), 50% downscale 0.96 (16%), CRF 28
   1.04 (14%). Small, short clips carry less evidence (the processing gain grows with the pixel
-  count): 256 px, 43 frames after H.264 CRF 28 decode 18 of 24 clips (the K=7 design: 15 of 24);
-  after our own CRF 18 encode all 24.
+  count): 256 px, 43 frames of a rendered talking head after H.264 CRF 28 decode 18 of 24 clips
+  (the K=7 design: 15 of 24); after our own CRF 18 encode all 24. Textured content is harder: the
+  bench's astronaut at 256 px after CRF 28 decodes 0 of 24 (43 frames) and 0 of 12 (125 frames),
+  at 384 px / 43 frames 2 of 12 (sync z 4.0-5.0: the mark is gone, not mis-decoded).
   Users who need the mark to survive that combination can raise its amplitude
   (`config_for_strength`, the `watermark_strength` input of Mux): at 1.7 (PSNR >= 35.4 dB, measured
   35.8) it is read after 50% downscale + CRF 28 too, at the cost of a faint grain on flat areas.
