@@ -374,3 +374,20 @@ def test_event_struct_matches_the_c_layout():
     if ctypes.sizeof(ctypes.c_void_p) == 8:
         assert ctypes.sizeof(espeak._Event) == 40
         assert espeak._Event.user_data.offset == 24 and espeak._Event.id.offset == 32
+
+
+@pytest.mark.parametrize("calls", [60, 100, 150])
+def test_timings_keep_the_first_word_after_many_phoneme_lookups(calls):
+    # espeak-ng loses the events of the first word of the synthesis that follows ~55-150
+    # espeak_TextToPhonemes calls (forced alignment makes one or two per transcript word), while
+    # the audio is complete; Speak's timings then had no "Bob" in CI.
+    from talkinghead.pipeline import espeak
+
+    lib = espeak.library()
+    with espeak.LOCK:
+        for _ in range(calls):
+            lib.text_to_phonemes("hello", "gmw/en-US")
+    spoken = speak("Bob made a big map of the moon.", SpeakConfig())
+    assert [w.word for w in spoken.timings.words][:2] == ["Bob", "made"]
+    assert [p.phoneme for p in spoken.timings.phonemes][:3] == ["b", "'0", "b"]
+    assert spoken.timings.phonemes[0].start_s < 0.05
