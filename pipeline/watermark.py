@@ -391,11 +391,8 @@ def decode_bits(soft: np.ndarray, key: str) -> Tuple[Optional[bytes], np.ndarray
     Returns:
         (payload bytes or None when the CRC fails, decoded info bits [PAYLOAD_BITS + CRC_BITS]).
     """
-    n_out = len(CONV_POLYS)
-    soft = np.asarray(soft, np.float64)
-    steps = soft.size // n_out
-    branch = np.einsum("sjo,to->tsj", _PRED_SGN, soft[:steps * n_out].reshape(steps, n_out))
-    n_states = _PRED.shape[0]
+    branch = _branch_metrics(soft)
+    steps, n_states = branch.shape[0], _PRED.shape[0]
     metric = np.full(n_states, -np.inf)
     metric[0] = 0.0
     back = np.zeros((steps, n_states), np.int8)
@@ -410,9 +407,23 @@ def decode_bits(soft: np.ndarray, key: str) -> Tuple[Optional[bytes], np.ndarray
         bits[t] = _PRED_BIT[state]
         state = int(_PRED[state, back[t, state]])
     info = bits[:PAYLOAD_BITS + CRC_BITS]
+    return _payload_if_crc(info, key), info
+
+
+def _branch_metrics(soft: np.ndarray) -> np.ndarray:
+    """Soft values [n_coded] -> per step, new state and predecessor branch, the correlation of
+    the branch's +-1 code bits with the received values: [steps, n_states, 2]."""
+    n_out = len(CONV_POLYS)
+    soft = np.asarray(soft, np.float64)
+    steps = soft.size // n_out
+    return np.einsum("sjo,to->tsj", _PRED_SGN, soft[:steps * n_out].reshape(steps, n_out))
+
+
+def _payload_if_crc(info: np.ndarray, key: str) -> Optional[bytes]:
+    """Info bits [PAYLOAD_BITS + CRC_BITS] -> the payload when its keyed CRC checks out, else None."""
     raw = np.packbits(info).tobytes()
     payload, crc = raw[:PAYLOAD_BITS // 8], int.from_bytes(raw[PAYLOAD_BITS // 8:], "big")
-    return (payload if _crc(key, payload) == crc else None), info
+    return payload if _crc(key, payload) == crc else None
 
 
 def decode_bits_list(soft: np.ndarray, key: str, list_size: int) -> Tuple[Optional[bytes], int]:
@@ -428,12 +439,9 @@ def decode_bits_list(soft: np.ndarray, key: str, list_size: int) -> Tuple[Option
     Returns:
         (payload or None, rank of the path that passed: 0 = the plain Viterbi path; -1 if none).
     """
-    n_out = len(CONV_POLYS)
     width = max(1, int(list_size))
-    soft = np.asarray(soft, np.float64)
-    steps = soft.size // n_out
-    branch = np.einsum("sjo,to->tsj", _PRED_SGN, soft[:steps * n_out].reshape(steps, n_out))
-    n_states = _PRED.shape[0]
+    branch = _branch_metrics(soft)
+    steps, n_states = branch.shape[0], _PRED.shape[0]
     metric = np.full((n_states, width), -np.inf)
     metric[0, 0] = 0.0
     # back[t, state, rank]: which of the 2 * width candidates (predecessor j = idx // width, its
@@ -455,9 +463,8 @@ def decode_bits_list(soft: np.ndarray, key: str, list_size: int) -> Tuple[Option
             bits[t] = _PRED_BIT[state]
             r = idx % width
             state = int(_PRED[state, idx // width])
-        raw = np.packbits(bits[:n_info]).tobytes()
-        payload, crc = raw[:PAYLOAD_BITS // 8], int.from_bytes(raw[PAYLOAD_BITS // 8:], "big")
-        if _crc(key, payload) == crc:
+        payload = _payload_if_crc(bits[:n_info], key)
+        if payload is not None:
             return payload, rank
     return None, -1
 
