@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from ..pipeline.artifact_plot import render_artifact_plot
-from ..pipeline.artifact_report import score_clip
+from ..pipeline.report.artifact_report import score_clip
+from ..pipeline.report.plot import render_artifact_plot
 from . import comfy_env
 from .reference import REFERENCE
 from .visemes import VISEME_TRACK

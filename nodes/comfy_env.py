@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from ..pipeline.audio import AudioClip
+from ..pipeline.core.audio import AudioClip
 
 try:  # Present only inside a ComfyUI process.
     import folder_paths as _folder_paths
@@ -110,7 +110,7 @@ def preview_ui(image: np.ndarray, prefix: str) -> list[dict]:
         return []
     from PIL import Image
 
-    from ..pipeline.output_paths import atomic_write_path, next_output_path
+    from ..pipeline.core.output_paths import atomic_write_path, next_output_path
 
     target = next_output_path(temp_dir, prefix, "png")
     with atomic_write_path(target.path) as temp_path:
@@ -126,7 +126,7 @@ def temp_audio_ui(clip: AudioClip, prefix: str) -> Optional[dict]:
         return None
     import wave
 
-    from ..pipeline.output_paths import atomic_write_path, next_output_path
+    from ..pipeline.core.output_paths import atomic_write_path, next_output_path
 
     samples = np.asarray(clip.samples, dtype=np.float32)
     samples = samples[None] if samples.ndim == 1 else samples  # [C, T]
@@ -196,7 +196,7 @@ def resolve_model(kind: str, name: str, input_name: str) -> str:
     """The path of model `name` inside one of the `kind` model folders; never a path outside them."""
     import os
 
-    from ..pipeline.errors import InputError
+    from ..pipeline.core.errors import InputError
 
     for root in model_folders(kind):
         real_root = os.path.realpath(root)
@@ -249,7 +249,7 @@ def numpy_to_image_batch(frames: np.ndarray) -> torch.Tensor:
 
 def audio_to_clip(audio: dict, input_name: str = "audio") -> AudioClip:
     """ComfyUI AUDIO ({"waveform": [B, C, T], "sample_rate"}) -> AudioClip of the first batch item."""
-    from ..pipeline.errors import InputError
+    from ..pipeline.core.errors import InputError
 
     if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
         raise InputError(

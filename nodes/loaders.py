@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from ..pipeline import audio_io, portraits
-from ..pipeline.reference import sha256_file
+from ..pipeline.core import audio_io, portraits
+from ..pipeline.core.content_hash import sha256_file
 from . import comfy_env
 
 SAMPLE_SPEECH = "(sample) speech, synthesised by espeak-ng"
@@ -101,7 +101,7 @@ class TalkingHeadLoadAudio:
 
     def load(self, audio):
         if audio == SAMPLE_SPEECH:
-            from ..pipeline.speak import SpeakConfig, speak
+            from ..pipeline.speech.speak import SpeakConfig, speak
 
             clip = speak(SAMPLE_SPEECH_TEXT, SpeakConfig()).audio
         else:

@@ -6,13 +6,13 @@ import logging
 
 import os
 
-from ..pipeline import mux as mux_stage
-from ..pipeline.errors import InputError
-from ..pipeline.output_paths import next_output_path
-from ..pipeline.provenance import configured_identity
-from ..pipeline.publish import publish
-from ..pipeline.visible_label import POSITIONS, LabelConfig
-from ..pipeline.watermark import MAX_STRENGTH, MIN_STRENGTH
+from ..pipeline.core.errors import InputError
+from ..pipeline.core.output_paths import next_output_path
+from ..pipeline.publish import mux as mux_stage
+from ..pipeline.publish.provenance import configured_identity
+from ..pipeline.publish.publish import publish
+from ..pipeline.publish.visible_label import POSITIONS, LabelConfig
+from ..pipeline.publish.watermark import MAX_STRENGTH, MIN_STRENGTH
 from . import comfy_env
 
 logger = logging.getLogger("talkinghead")

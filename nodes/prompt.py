@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import os
 
-from ..pipeline.errors import InputError
-from ..pipeline.prompt_refiner import DEFAULT_TOKEN_BUDGET, MIN_TOKEN_BUDGET, NO_PRESET, refine_prompt
-from ..pipeline.prompt_rules import load_rules
+from ..pipeline.core.errors import InputError
+from ..pipeline.prompt.refiner import DEFAULT_TOKEN_BUDGET, MIN_TOKEN_BUDGET, NO_PRESET, refine_prompt
+from ..pipeline.prompt.rules import load_rules
 from . import comfy_env
 from .sampler import REFINED_PROMPT
 
@@ -46,7 +46,7 @@ def _preset_names() -> list[str]:
 
 def resolve_rules_file(name: str) -> str:
     """A rules file named relative to the input folder or the config folder; never a path outside them."""
-    from ..pipeline.provenance import default_config_dir
+    from ..pipeline.core.config_dir import default_config_dir
 
     roots = [r for r in (comfy_env.input_directory_if_known(), default_config_dir()) if r]
     if not name.lower().endswith(".toml"):
@@ -123,7 +123,7 @@ class TalkingHeadPromptRefiner:
         rules = load_rules(resolve_rules_file(rules_file.strip()) if rules_file and rules_file.strip() else None)
         rewriter = None
         if llm_model not in (None, "", NO_MODEL):
-            from ..pipeline.prompt_rewriter import load_rewriter
+            from ..pipeline.prompt.rewriter import load_rewriter
 
             rewriter = load_rewriter(comfy_env.resolve_model(LLM_KIND, llm_model, "llm_model"), "llm_model")
         refined = refine_prompt(prompt, negative, preset=preset, token_budget=int(token_budget),

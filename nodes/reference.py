@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from ..pipeline.output_paths import next_output_path
-from ..pipeline.reference_encoder import EncoderConfig, encode_reference
+from ..pipeline.core.output_paths import next_output_path
+from ..pipeline.face.encoder import EncoderConfig, encode_reference
 from . import comfy_env
 
 logger = logging.getLogger("talkinghead")

@@ -1,8 +1,8 @@
 """TemporalSampler node: Reference + VisemeTrack -> frames, lazily or as a batch.
 
-engine = weight_free (default): the embedded weight-free animator (pipeline/face_animator.py).
+engine = weight_free (default): the embedded weight-free animator (pipeline/render/weight_free.py).
 engine = diffusion: the weight-free frames and landmarks refined by a local SD 1.5-family model with
-AnimateDiff motion modules, landmark ControlNet and reference attention (pipeline/diffusion/).
+AnimateDiff motion modules, landmark ControlNet and reference attention (pipeline/render/diffusion/).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import logging
 
 import numpy as np
 
-from ..pipeline.errors import InputError
-from ..pipeline.face_animator import SamplerConfig, render_frames
+from ..pipeline.core.errors import InputError
+from ..pipeline.render.weight_free import SamplerConfig, render_frames
 from . import comfy_env
 from .reference import REFERENCE
 from .visemes import VISEME_TRACK
@@ -194,7 +194,7 @@ def _model_path(kind_input: str, name, none_value: str):
 
 def _diffuse(stream, reference, refined_prompt, seed: int, options: dict):
     """Runs the diffusion engine on the weight-free stream; returns its lazy DiffusedFrameStream."""
-    from ..pipeline.diffusion import DiffusionSettings, diffuse_frames, free_models, load_models
+    from ..pipeline.render.diffusion import DiffusionSettings, diffuse_frames, free_models, load_models
 
     unknown = sorted(set(options) - set(_diffusion_inputs()))
     if unknown:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ..pipeline import speak as speak_stage
+from ..pipeline.speech import speak as speak_stage
 from . import comfy_env
 
 logger = logging.getLogger("talkinghead")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 
-from ..pipeline import rhubarb, viseme_aligner, viseme_preview
-from ..pipeline.audio_dsp import to_mono
-from ..pipeline.output_paths import save_json
+from ..pipeline.core.audio_dsp import to_mono
+from ..pipeline.core.output_paths import save_json
+from ..pipeline.lipsync import rhubarb, aligner as viseme_aligner, preview as viseme_preview
 from . import comfy_env
 from .speak import SPEECH_TIMINGS
 
@@ -16,7 +16,7 @@ logger = logging.getLogger("talkinghead")
 VISEME_TRACK = "TH_VISEME_TRACK"
 EXPORTS = ("none", "track_json", "rhubarb_json", "both")
 NO_PHONEME_MODEL = "(none)"
-PHONEME_KIND = "phoneme_ctc"  # models/phoneme_ctc (pipeline/phoneme_ctc.py)
+PHONEME_KIND = "phoneme_ctc"  # models/phoneme_ctc (pipeline/lipsync/phoneme_ctc.py)
 comfy_env.register_model_folder(PHONEME_KIND)
 
 
@@ -28,7 +28,7 @@ def _save_json(payload: dict, prefix: str) -> dict:
 def timeline_ui(track, audio_ref) -> dict:
     """What the editor's timeline widget draws: words, phones, the dominant viseme and the jaw opening
     per frame (times in seconds, values 0..1, rounded for a small message), and the audio to play."""
-    from ..pipeline.viseme_track import VISEMES
+    from ..pipeline.lipsync.track import VISEMES
 
     weights = getattr(track, "viseme_weights", None)
     dominant = weights.argmax(axis=1).tolist() if weights is not None and len(weights) else []

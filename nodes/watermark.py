@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 
-from ..pipeline.publish import GENERATOR_ID
-from ..pipeline.watermark import (MAX_STRENGTH, MIN_STRENGTH, WatermarkEmbedder, config_for_strength, detect_frames,
-                                  make_payload, parse_payload, psnr_floor_db)
+from ..pipeline.publish.publish import GENERATOR_ID
+from ..pipeline.publish.watermark import (MAX_STRENGTH, MIN_STRENGTH, WatermarkEmbedder, config_for_strength, detect_frames,
+                                          make_payload, parse_payload, psnr_floor_db)
 from . import comfy_env
 
 

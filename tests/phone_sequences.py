@@ -1,6 +1,6 @@
 """Hand-made phone sequences for the viseme tests."""
 
-from talkinghead.pipeline.speech_timing import PhonemeTiming
+from talkinghead.pipeline.speech.timing import PhonemeTiming
 
 
 def seq(*items, start=0.0):

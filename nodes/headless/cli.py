@@ -24,16 +24,14 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from .command_line import UsageError, load_api_workflow
+
 EXIT_NODE_FAILED = 1
 EXIT_REFUSED = 2
 EXIT_UNREACHABLE = 3
 
 WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows" / "api"
 DEMO_WORKFLOW = "script_to_video.api.json"
-
-
-class UsageError(Exception):
-    pass
 
 
 def _parse_set(assignments: list[str], graph: dict) -> dict:
@@ -51,26 +49,6 @@ def _parse_set(assignments: list[str], graph: dict) -> dict:
         except json.JSONDecodeError:
             value = raw_value
         graph[node_id].setdefault("inputs", {})[input_name] = value
-    return graph
-
-
-def load_api_workflow(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            graph = json.load(handle)
-    except FileNotFoundError:
-        raise UsageError(f"WORKFLOW: no file at {path!r}")
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"WORKFLOW: {path!r} is not valid JSON ({exc})")
-    if isinstance(graph, dict) and "nodes" in graph and "links" in graph:
-        raise UsageError(
-            f"WORKFLOW: {path!r} is in the editor's UI format. Use the API format: the matching .api.json in "
-            "workflows/api/, or File > Export (API) in ComfyUI."
-        )
-    if isinstance(graph, dict) and "prompt" in graph and isinstance(graph["prompt"], dict):
-        graph = graph["prompt"]  # a saved /prompt request body
-    if not isinstance(graph, dict):
-        raise UsageError(f"WORKFLOW: {path!r} does not hold an API-format graph (a JSON object of nodes)")
     return graph
 
 
@@ -160,8 +138,8 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_speak(args) -> int:
-    from ...pipeline.errors import InputError
-    from ...pipeline.speak import SpeakConfig, speak_to_wav
+    from ...pipeline.core.errors import InputError
+    from ...pipeline.speech.speak import SpeakConfig, speak_to_wav
 
     text = args.text
     if args.file:
@@ -184,7 +162,7 @@ def _cmd_speak(args) -> int:
 
 
 def _write_text_atomically(path: str, text: str) -> None:
-    from ...pipeline.output_paths import atomic_write_path
+    from ...pipeline.core.output_paths import atomic_write_path
 
     with atomic_write_path(os.path.abspath(path), "--output") as temp_path:
         Path(temp_path).write_text(text, encoding="utf-8")
@@ -194,7 +172,7 @@ def _write_png(path: str, image, flag: str) -> None:
     """Writes uint8 RGB [H, W, 3] to `path` as PNG, atomically, and says so on stderr."""
     from PIL import Image
 
-    from ...pipeline.output_paths import atomic_write_path
+    from ...pipeline.core.output_paths import atomic_write_path
 
     with atomic_write_path(os.path.abspath(path), flag) as temp_path:
         Image.fromarray(image).save(temp_path, format="PNG")
@@ -202,9 +180,9 @@ def _write_png(path: str, image, flag: str) -> None:
 
 
 def _cmd_visemes(args) -> int:
-    from ...pipeline import rhubarb, viseme_aligner
-    from ...pipeline.audio_io import load_audio
-    from ...pipeline.errors import InputError
+    from ...pipeline.core.audio_io import load_audio
+    from ...pipeline.core.errors import InputError
+    from ...pipeline.lipsync import rhubarb, aligner as viseme_aligner
 
     try:
         clip = load_audio(args.audio, "AUDIO")
@@ -224,8 +202,8 @@ def _cmd_visemes(args) -> int:
         else:
             print(text_out)
         if args.preview:
-            from ...pipeline.audio_dsp import to_mono
-            from ...pipeline.viseme_preview import render_timeline
+            from ...pipeline.core.audio_dsp import to_mono
+            from ...pipeline.lipsync.preview import render_timeline
 
             _write_png(args.preview, render_timeline(track, to_mono(clip), clip.sample_rate), "--preview")
     except InputError as exc:
@@ -235,8 +213,8 @@ def _cmd_visemes(args) -> int:
 
 
 def _cmd_reference(args) -> int:
-    from ...pipeline.errors import InputError
-    from ...pipeline.reference_encoder import EncoderConfig, reference_from_image_path
+    from ...pipeline.core.errors import InputError
+    from ...pipeline.face.encoder import EncoderConfig, reference_from_image_path
 
     try:
         if not os.path.isfile(args.image):
@@ -258,9 +236,9 @@ def _cmd_reference(args) -> int:
 
 def _cmd_verify(args) -> int:
     """Content credentials and watermark of a file; exit 0 when generated content was recognised."""
-    from ...pipeline.errors import InputError
-    from ...pipeline.provenance import read_manifest
-    from ...pipeline.watermark import detect_file, parse_payload
+    from ...pipeline.core.errors import InputError
+    from ...pipeline.publish.provenance import read_manifest
+    from ...pipeline.publish.watermark import detect_file, parse_payload
 
     try:
         if not os.path.isfile(args.file):
@@ -300,8 +278,8 @@ def _cmd_verify(args) -> int:
 
 def _cmd_prompt(args) -> int:
     """Refines a prompt with the PromptRefiner's rules; prints the prompts and the report (or JSON)."""
-    from ...pipeline.errors import InputError
-    from ...pipeline.prompt_refiner import refine_prompt
+    from ...pipeline.core.errors import InputError
+    from ...pipeline.prompt.refiner import refine_prompt
 
     try:
         try:
@@ -312,7 +290,7 @@ def _cmd_prompt(args) -> int:
             raise UsageError("prompt: give the prompt as TEXT or with --file (\"\" for none)")
         rewriter = None
         if args.llm:
-            from ...pipeline.prompt_rewriter import load_rewriter
+            from ...pipeline.prompt.rewriter import load_rewriter
 
             rewriter = load_rewriter(args.llm, "--llm")
         refined = refine_prompt(text, args.negative, preset=args.preset, token_budget=args.budget,
@@ -330,7 +308,7 @@ def _cmd_prompt(args) -> int:
 
 
 def _cmd_voices(_args) -> int:
-    from ...pipeline.speak import list_voices
+    from ...pipeline.speech.speak import list_voices
 
     voices = sorted(list_voices(), key=lambda voice: voice.languages[0] if voice.languages else voice.identifier)
     for voice in voices:
@@ -405,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_artifacts_parser(commands)
 
-    from .batch import add_parser as add_batch_parser
+    from .batch.command import add_parser as add_batch_parser
 
     add_batch_parser(commands)
 

@@ -18,14 +18,14 @@ EXIT_BAD_INPUT = 2
 
 
 def _cmd_artifacts(args) -> int:
-    from ...pipeline.artifact_report import score_file
-    from ...pipeline.errors import InputError
-    from ...pipeline.output_paths import atomic_write_path
+    from ...pipeline.core.errors import InputError
+    from ...pipeline.core.output_paths import atomic_write_path
+    from ...pipeline.report.artifact_report import score_file
 
     try:
         reference = None
         if args.reference:
-            from ...pipeline.reference import Reference
+            from ...pipeline.face.reference import Reference
 
             if not os.path.isfile(args.reference):
                 raise InputError("--reference", f"no file at {args.reference!r}", "Give a reference .json saved by "
@@ -33,7 +33,7 @@ def _cmd_artifacts(args) -> int:
             reference = Reference.load(os.path.abspath(args.reference), "--reference")
         intended = None
         if args.track:
-            from ...pipeline.viseme_track import VisemeTrack
+            from ...pipeline.lipsync.track import VisemeTrack
 
             fix = "Give a viseme track JSON written by `talkinghead visemes`."
             try:
@@ -65,7 +65,7 @@ def _cmd_artifacts(args) -> int:
         if args.plot:
             from PIL import Image
 
-            from ...pipeline.artifact_plot import render_artifact_plot
+            from ...pipeline.report.plot import render_artifact_plot
 
             with atomic_write_path(os.path.abspath(args.plot), "--plot") as temp_path:
                 Image.fromarray(render_artifact_plot(report)).save(temp_path, format="PNG")

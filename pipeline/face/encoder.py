@@ -22,11 +22,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import InputError
-from .face_landmarks import (UPRIGHT_ROLL_DEG, align_face, choice_note, detect_faces, detect_rotation,
-                             eye_line_roll, head_pose, resolve_backend)
-from .face_quality import FAIL, WARN, QualityConfig, assess_quality
-from .image_input import load_image_input
+from ..core.errors import InputError
+from .landmarks import (UPRIGHT_ROLL_DEG, align_face, choice_note, detect_faces, detect_rotation,
+                        eye_line_roll, head_pose, resolve_backend)
+from ..core.image_input import load_image_input
+from .quality import FAIL, WARN, QualityConfig, assess_quality
 from .reference import ConsentAttestation, Reference
 
 ProgressFn = Callable[[int, int], None]
@@ -159,7 +159,7 @@ def encode_reference(image: Any, *, consent: bool, face_index: int = 0, backend:
                                      pose=pose, crop=crop, quality=quality, warnings=warnings,
                                      consent=attestation, latents=latents, keep_pixels=config.keep_pixels,
                                      frame=rgb)
-    from .reference_preview import render_reference_preview_from
+    from .preview import render_reference_preview_from
 
     preview = render_reference_preview_from(reference, rgb)
     step(5)

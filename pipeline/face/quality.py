@@ -295,7 +295,7 @@ def assess_quality(
     Returns:
         QualityReport; `ok` is False when a check failed.
     """
-    from .image_input import to_rgb_uint8
+    from ..core.image_input import to_rgb_uint8
 
     cfg = config or QualityConfig()
     image = to_rgb_uint8(image_rgb)  # a no-op for uint8 RGB

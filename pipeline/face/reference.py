@@ -23,7 +23,6 @@ temporary name first and renamed into place (`output_paths.atomic_write_path`).
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -31,9 +30,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .errors import InputError
-from .face_quality import QualityReport
-from .output_paths import atomic_write_path
+from ..core.content_hash import sha256_file
+from ..core.errors import InputError
+from ..core.output_paths import atomic_write_path
+from .quality import QualityReport
 
 FORMAT_NAME = "talkinghead.reference"
 FORMAT_VERSION = 1
@@ -50,15 +50,6 @@ ARRAY_KEYS = ("aligned_crop", "frame", "face_latents", "frame_latents")
 
 def _utc_now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-def sha256_file(path: str, chunk_bytes: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -44,9 +44,10 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import InputError
-from .image_input import to_rgb_uint8
-from .reference import ReferenceLatents, sha256_file
+from ..core.content_hash import sha256_file
+from ..core.errors import InputError
+from ..core.image_input import to_rgb_uint8
+from .reference import ReferenceLatents
 
 #: Default scaling (scaling_factor, shift_factor) by latent channel count; see the module docstring.
 DEFAULT_SCALING = {4: (0.18215, 0.0), 16: (1.5305, 0.0609)}

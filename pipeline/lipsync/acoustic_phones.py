@@ -36,10 +36,10 @@ from typing import Optional
 
 import numpy as np
 
-from .audio import AudioClip
-from .audio_dsp import to_mono
-from .speech_timing import PhonemeTiming
-from .viseme_track import SILENCE
+from ..core.audio import AudioClip
+from ..core.audio_dsp import to_mono
+from ..speech.timing import PhonemeTiming
+from .track import SILENCE
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Which way the phones are found, best first:
 1. `speech_timings` from Speak: the synthesiser's exact phoneme times, used as they are.
 2. A transcript and an English voice: forced alignment (pocketsphinx, offline).
 3. No transcript, or one that does not match the audio: offline recognition, then alignment; or,
-   when a local phoneme CTC model is given (`phoneme_model`, pipeline/phoneme_ctc.py), its phones.
+   when a local phoneme CTC model is given (`phoneme_model`, pipeline/lipsync/phoneme_ctc.py), its phones.
 4. A language the models do not cover (without a phoneme model), or recognition that finds nothing:
    a language-independent estimate from acoustic energy and spectral shape.
 Every fallback is said in `VisemeTrack.warnings`.
@@ -17,12 +17,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
-from . import acoustic_phones, forced_align, phoneme_ctc, phoneset, speech_recognition, visemes
-from .audio import AudioClip
-from .errors import InputError
+from ..core.audio import AudioClip
+from ..core.errors import InputError
+from ..speech.timing import PhonemeTiming, SpeechTimings
+from . import acoustic_phones, forced_align, phoneme_ctc, phoneset, recognition as speech_recognition, visemes
 from .prosody import frame_prosody
-from .speech_timing import PhonemeTiming, SpeechTimings
-from .viseme_track import SILENCE, VisemeTrack
+from .track import SILENCE, VisemeTrack
 
 ProgressFn = Callable[[int, int], None]
 

@@ -25,8 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .speech_timing import PhonemeTiming
-from .viseme_track import SILENCE
+from ..speech.timing import PhonemeTiming
+from .track import SILENCE
 
 
 #: Spectral floor, relative to the loudest mel band anywhere in the clip (-60 dB).

@@ -43,14 +43,14 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .audio import AudioClip
-from .audio_dsp import mono_at, to_int16
+from ..core.audio import AudioClip
+from ..core.audio_dsp import mono_at, to_int16
+from ..core.errors import InputError, ToolError
+from ..speech.timing import PhonemeTiming, WordTiming
 from .boundary_refine import RefineConfig, refine_boundaries
-from .errors import InputError, ToolError
 from .noise_reduction import NoiseReductionConfig, reduce_stationary_noise
 from .phoneset import ARPABET, g2p_arpabet
-from .speech_timing import PhonemeTiming, WordTiming
-from .viseme_track import SILENCE
+from .track import SILENCE
 
 ProgressFn = Callable[[int, int], None]
 

@@ -1,7 +1,7 @@
 """Optional phone recogniser for the no-transcript path: a local wav2vec2-style phoneme CTC model.
 
 Why: without a transcript, pocketsphinx's word search caps lip sync at ~0.67-0.72 frame accuracy
-(see speech_recognition.py); the 0.85 target needs a much better phone recogniser. Public
+(see recognition.py); the 0.85 target needs a much better phone recogniser. Public
 wav2vec2 models fine-tuned to emit espeak-ng IPA phonemes are such recognisers:
 
 * facebook/wav2vec2-lv-60-espeak-cv-ft (English-pretrained, phonemes of many languages),
@@ -44,12 +44,12 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from ..core.audio import AudioClip
+from ..core.audio_dsp import mono_at
+from ..core.errors import InputError
+from ..speech.timing import PhonemeTiming
 from . import phoneset
-from .audio import AudioClip
-from .audio_dsp import mono_at
-from .errors import InputError
-from .speech_timing import PhonemeTiming
-from .viseme_track import SILENCE
+from .track import SILENCE
 
 ProgressFn = Callable[[int, int], None]
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import functools
 import re
 
-from .speech_timing import PhonemeTiming, SpeechTimings
-from .viseme_track import SILENCE
+from ..speech.timing import PhonemeTiming, SpeechTimings
+from .track import SILENCE
 
 #: The 39 phones of the CMU pronouncing dictionary (ARPAbet), without stress digits.
 ARPABET: tuple[str, ...] = (
@@ -345,8 +345,8 @@ def parse_espeak_phonemes(text: str) -> list[str]:
 
 @functools.lru_cache(maxsize=4096)
 def _g2p_cached(word: str, voice: str) -> tuple[str, ...]:
-    from . import espeak
-    from .speak import resolve_voice
+    from ..speech import espeak
+    from ..speech.speak import resolve_voice
 
     spec = resolve_voice(voice)
     lib = espeak.library()

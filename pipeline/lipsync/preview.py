@@ -17,15 +17,11 @@ import math
 from typing import Optional
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from .viseme_track import MOUTH_PARAMS, SILENCE, VISEMES, VisemeTrack
+from ..core.plot_style import BACKGROUND, DIM_TEXT, GRID, PANEL, TEXT, load_font, format_time, time_step
+from .track import MOUTH_PARAMS, SILENCE, VISEMES, VisemeTrack
 
-BACKGROUND = (32, 32, 32)
-PANEL = (42, 42, 42)
-GRID = (60, 60, 60)
-TEXT = (220, 220, 220)
-DIM_TEXT = (150, 150, 150)
 WAVE = (110, 160, 230)
 JAW = (90, 220, 200)
 ROUND = (190, 140, 240)
@@ -51,33 +47,11 @@ VISEME_COLORS: dict[str, tuple[int, int, int]] = {
 }
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: a fixed bitmap font
-        return ImageFont.load_default()
-
-
 def _text_width(draw: ImageDraw.ImageDraw, text: str, font) -> float:
     return draw.textlength(text, font=font)
 
 
-def _nice_step(span_s: float, width_px: int, min_px: int = 90) -> float:
-    raw = span_s * min_px / max(width_px, 1)
-    for step in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
-        if step >= raw:
-            return step
-    return 3600 * math.ceil(raw / 3600)
 
-
-def _fmt_time(t: float, step: float) -> str:
-    if step >= 60:
-        return f"{int(t // 60)}:{int(t % 60):02d}"
-    if step >= 1:
-        return f"{t:.0f}s"
-    if step >= 0.1:
-        return f"{t:.1f}s"
-    return f"{t:.2f}s"
 
 
 def _mono(samples: np.ndarray) -> np.ndarray:
@@ -127,7 +101,7 @@ def render_timeline(
 
     image = Image.new("RGB", (width_px, height_px), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    small, label = _font(11), _font(12)
+    small, label = load_font(11), load_font(12)
     margin = 8
     x0, x1 = margin, width_px - margin
     plot_w = x1 - x0
@@ -166,12 +140,12 @@ def render_timeline(
     # Panels and time grid.
     for top, bottom in (wave_y, words_y, phones_y, strip_y, jaw_y):
         draw.rectangle([x0, top, x1, bottom], fill=PANEL)
-    step = _nice_step(span, plot_w)
+    step = time_step(span, plot_w)
     tick = math.ceil(start_s / step - 1e-9) * step
     while tick <= end_s + 1e-9:
         tx = float(x_of(tick))
         draw.line([(tx, wave_y[0]), (tx, jaw_y[1])], fill=GRID)
-        text = _fmt_time(tick, step)
+        text = format_time(tick, step)
         tw = _text_width(draw, text, small)
         if tx + 2 + tw < x1:
             draw.text((tx + 2, jaw_y[1] - 13), text, fill=DIM_TEXT, font=small)

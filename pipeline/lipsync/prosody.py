@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .audio import AudioClip
-from .audio_dsp import to_mono
+from ..core.audio import AudioClip
+from ..core.audio_dsp import to_mono
 
 
 @dataclass(frozen=True)

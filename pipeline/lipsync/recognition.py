@@ -48,7 +48,7 @@ word error rate of the search to fall to a few percent.
     frame-level voting of the word result with 2-4 phone loops (weights 1.5-2.5 : 1, coarse
     Rhubarb classes, short-segment smoothing): 0.692 .. 0.700, worse than words alone.
 
-The way to 0.85 is a stronger phone recogniser whose weights the user supplies: pipeline/phoneme_ctc.py
+The way to 0.85 is a stronger phone recogniser whose weights the user supplies: pipeline/lipsync/phoneme_ctc.py
 (a local wav2vec2 espeak-IPA phoneme CTC model, `align_speech(phoneme_model=...)`, the VisemeAligner's
 `phoneme_model` input). Its accuracy has NOT been measured here (no such weights are available in this
 environment); measure it with `tests/bench/bench_visemes.py --phoneme-model PATH`.
@@ -61,11 +61,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from ..core.audio import AudioClip
+from ..core.audio_dsp import to_int16
+from ..speech.timing import PhonemeTiming
 from . import forced_align as fa
-from .audio import AudioClip
-from .audio_dsp import to_int16
-from .speech_timing import PhonemeTiming
-from .viseme_track import SILENCE
+from .track import SILENCE
 
 ProgressFn = Callable[[int, int], None]
 

@@ -55,9 +55,9 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from .speech_timing import PhonemeTiming
-from .viseme_track import MOUTH_PARAMS, SILENCE, VISEMES, VisemeTrack
+from ..speech.timing import PhonemeTiming
 from . import visemes as _visemes
+from .track import MOUTH_PARAMS, SILENCE, VISEMES, VisemeTrack
 
 SHAPES = ("A", "B", "C", "D", "E", "F", "G", "H", "X")
 BASIC_SHAPES = frozenset("ABCDEF")

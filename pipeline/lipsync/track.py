@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from .speech_timing import PhonemeTiming, WordTiming
+from ..speech.timing import PhonemeTiming, WordTiming
 
 #: The 15-viseme set (Oculus/Meta lip-sync visemes): silence, then consonant and vowel shapes.
 VISEMES = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou")
@@ -49,7 +49,7 @@ class VisemeTrack:
         alignment_score: mean per-frame acoustic score of the alignment where one was made
             (higher is a better fit), else None.
         warnings: things the user should know (fallbacks taken, silence only, ...).
-        loudness: float32 [num_frames] 0..1 speech loudness per frame (pipeline/prosody.py), or
+        loudness: float32 [num_frames] 0..1 speech loudness per frame (pipeline/lipsync/prosody.py), or
             empty when the track was made without audio (older JSON, phones only).
         pitch_hz: float32 [num_frames] voice pitch per frame in Hz, 0 where unvoiced; or empty.
     """

@@ -75,8 +75,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from .speech_timing import PhonemeTiming, WordTiming
-from .viseme_track import MOUTH_PARAMS, SILENCE, VISEMES, VisemeTrack
+from ..speech.timing import PhonemeTiming, WordTiming
+from .track import MOUTH_PARAMS, SILENCE, VISEMES, VisemeTrack
 
 #: The 39 CMU phones (ARPAbet, no stress); same list as `phoneset.ARPABET`.
 ARPABET_PHONES: tuple[str, ...] = (

@@ -131,7 +131,7 @@ class ClipTokenizer:
         except OSError as exc:
             raise FileNotFoundError(
                 f"CLIP vocabulary: cannot read {vocab_path!r} ({exc}). It ships with the pack as "
-                "pipeline/data/bpe_simple_vocab_16e6.txt.gz: reinstall the pack."
+                "pipeline/prompt/data/bpe_simple_vocab_16e6.txt.gz: reinstall the pack."
             ) from exc
         merges = [tuple(line.split()) for line in lines[1:_NUM_MERGES + 1]]
         byte_symbols = list(_bytes_to_unicode().values())

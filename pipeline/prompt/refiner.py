@@ -42,9 +42,9 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional, Union
 
+from ..core.errors import InputError
 from . import clip_tokens
-from .errors import InputError
-from .prompt_rules import PromptRules, load_rules
+from .rules import PromptRules, load_rules
 
 #: The token budget of CLIP text encoders: start token + 75 text tokens + end token.
 DEFAULT_TOKEN_BUDGET = clip_tokens.CONTEXT_LENGTH
@@ -78,7 +78,7 @@ class PromptPolicyError(InputError):
             input_name,
             f"refused by the content policy: {rule_name} (matched {words})",
             f"{message} Rephrase the prompt without it. The policy lists are in the prompt rules "
-            "(pipeline/data/prompt_rules.toml); you can add terms and rules, not remove the shipped ones.",
+            "(pipeline/prompt/data/prompt_rules.toml); you can add terms and rules, not remove the shipped ones.",
         )
 
 

@@ -15,7 +15,7 @@ import os
 import threading
 from typing import Optional
 
-from .errors import InputError
+from ..core.errors import InputError
 
 #: What the model is asked to do, the same every time.
 INSTRUCTION = (

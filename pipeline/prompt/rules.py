@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional, Union
 
-from .errors import InputError
+from ..core.errors import InputError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,7 +35,7 @@ else:  # pragma: no cover - Python 3.10
 SHIPPED_RULES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "prompt_rules.toml")
 #: Extra rules files, separated by os.pathsep, merged after the user's config-folder file.
 RULES_ENV_VAR = "TALKINGHEAD_PROMPT_RULES"
-#: The rules file looked for in the user's config folder (see provenance.default_config_dir).
+#: The rules file looked for in the user's config folder (see core.config_dir.default_config_dir).
 USER_RULES_FILENAME = "prompt_rules.toml"
 #: In a policy term list: a capitalised first and last name, as typed ("Jane Doe").
 NAME_TERM = "<NAME>"
@@ -197,13 +197,13 @@ def _read_toml(path: str, input_name: str) -> dict:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise InputError(input_name, f"no rules file at {path!r}",
-                         "Give the path of an existing TOML file (see pipeline/data/prompt_rules.toml).") from None
+                         "Give the path of an existing TOML file (see pipeline/prompt/data/prompt_rules.toml).") from None
     except OSError as exc:
         raise InputError(input_name, f"cannot read {path!r} ({exc.strerror or exc})",
                          "Check the path and its permissions.") from exc
     except tomllib.TOMLDecodeError as exc:
         raise InputError(input_name, f"{path!r} is not valid TOML ({exc})",
-                         "Fix the syntax; pipeline/data/prompt_rules.toml shows the format.") from exc
+                         "Fix the syntax; pipeline/prompt/data/prompt_rules.toml shows the format.") from exc
 
 
 def _merge(base: Any, over: Any, path: tuple = ()) -> Any:
@@ -365,7 +365,7 @@ def compile_rules(raw: dict, files: tuple[str, ...] = ()) -> PromptRules:
 def user_rules_files() -> list[str]:
     """The user's rules files: the config folder's prompt_rules.toml (if present), then
     $TALKINGHEAD_PROMPT_RULES (each must exist)."""
-    from .provenance import default_config_dir
+    from ..core.config_dir import default_config_dir
 
     files = []
     in_config = os.path.join(default_config_dir(), USER_RULES_FILENAME)

@@ -29,10 +29,10 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .audio import AudioClip
-from .errors import InputError, ToolError
-from .ffmpeg import FfmpegWriter, run_ffmpeg
-from .output_paths import atomic_write_path
+from ..core.audio import AudioClip
+from ..core.errors import InputError, ToolError
+from ..core.ffmpeg import FfmpegWriter, run_ffmpeg
+from ..core.output_paths import atomic_write_path
 
 #: match_audio: the audio is the master; the video holds its last frame or drops frames so that it
 #: lasts as long as the audio (rounded to whole frames). match_video: the video is the master; the
@@ -158,7 +158,7 @@ def measure_av_sync(path: str) -> SyncReport:
         InputError: naming `path` when the file lacks a video or an audio stream.
         ToolError: the file could not be opened or decoded.
     """
-    import av  # PyAV; imported here so `import pipeline.mux` stays light
+    import av  # PyAV; imported here so `import pipeline.publish.mux` stays light
 
     try:
         with av.open(path) as container:
@@ -427,7 +427,7 @@ def _coerce_audio(audio: Any) -> AudioClip:
     if not isinstance(audio, AudioClip):
         raise InputError(
             "audio", f"expected an AudioClip, got {type(audio).__name__}",
-            "Pass pipeline.audio.AudioClip(samples [C,T], sample_rate)",
+            "Pass pipeline.core.audio.AudioClip(samples [C,T], sample_rate)",
         )
     return audio.validated("audio")
 

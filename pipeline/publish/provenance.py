@@ -41,9 +41,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-from .errors import InputError, ToolError
-from .output_paths import atomic_write_path
-from .reference import sha256_file
+from ..core.config_dir import CONFIG_DIR_ENV_VAR, default_config_dir
+from ..core.content_hash import sha256_file
+from ..core.errors import InputError, ToolError
+from ..core.output_paths import atomic_write_path
 
 #: IPTC digital source type of media made by a trained model.
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -54,8 +55,6 @@ INPUTS_LABEL = "org.talkinghead.inputs"
 #: Custom assertion with the invisible-watermark payload.
 WATERMARK_LABEL = "org.talkinghead.watermark"
 
-#: Environment variable naming the config folder (takes precedence over XDG / ~/.config).
-CONFIG_DIR_ENV_VAR = "TALKINGHEAD_CONFIG_DIR"
 #: Subfolder of the config folder that holds the local signing identity.
 LOCAL_IDENTITY_DIRNAME = "c2pa-local-identity"
 CA_CERT_FILE = "ca_cert.pem"
@@ -156,20 +155,6 @@ class SigningIdentity:
     algorithm: str
     source: str
     trust_anchor_pem: Optional[bytes] = field(default=None, repr=False)
-
-
-def default_config_dir() -> str:
-    """The user's Talking Head config folder (not created here).
-
-    `$TALKINGHEAD_CONFIG_DIR` if set, else `$XDG_CONFIG_HOME/talkinghead`, else
-    `~/.config/talkinghead`.
-    """
-    env = os.environ.get(CONFIG_DIR_ENV_VAR, "").strip()
-    if env:
-        return os.path.abspath(os.path.expanduser(env))
-    xdg = os.environ.get("XDG_CONFIG_HOME", "").strip()
-    base = os.path.expanduser(xdg) if xdg else os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.abspath(os.path.join(base, "talkinghead"))
 
 
 def _key_algorithm(private_key: Any, input_name: str) -> str:

@@ -22,8 +22,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .audio import AudioClip
-from .content_hash import audio_sha256
+from ..core.audio import AudioClip
+from ..core.content_hash import audio_sha256
 from .mux import MuxResult, mux
 from .visible_label import LabelConfig, LabelPainter
 
@@ -80,7 +80,7 @@ def publish(frames: Any, audio: AudioClip, fps: float, output_path: str, *, wate
     """Label, watermark, mux and sign one clip (see the module docstring).
 
     Args:
-        frames, audio, fps, output_path, **mux_kwargs: as pipeline.mux.mux.
+        frames, audio, fps, output_path, **mux_kwargs: as pipeline.publish.mux.mux.
         watermark: embed the invisible mark (default on).
         watermark_strength: the mark's amplitude factor, 0.5-2.0 (watermark.config_for_strength):
             1.0 invisible (PSNR >= 40 dB); 1.7 also survives a 50% downscale plus CRF 28.

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
 
 POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
 

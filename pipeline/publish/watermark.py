@@ -117,7 +117,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
 
 try:  # OpenCV is optional: 5-10x faster filters and resizes than scipy.
     import cv2 as _cv2  # noqa: N813

@@ -40,11 +40,11 @@ from typing import Callable, Iterator, Optional
 import cv2
 import numpy as np
 
-from .errors import InputError
+from ..core.errors import InputError
+from ..face.reference import Reference
+from ..lipsync.track import VisemeTrack
 from .head_motion import LifeConfig, LifeSchedule, life_schedule
 from .mouth_interior import InteriorConfig, MouthColours, measure_colours, paint_mouth_interior
-from .reference import Reference
-from .viseme_track import VisemeTrack
 
 ProgressFn = Callable[[int, int], None]
 
@@ -635,7 +635,7 @@ class FrameStream:
     def intended_mouth_opening(self) -> np.ndarray:
         """float32 [num_frames]: the inner-lip gap / inter-ocular distance this stream means to show
         (from its own per-frame landmarks, without rendering), for checks against a re-measurement."""
-        from .face_landmarks import IBUG68_FROM_MEDIAPIPE
+        from ..face.landmarks import IBUG68_FROM_MEDIAPIPE
 
         out = np.empty(self.num_frames, np.float32)
         for i in range(self.num_frames):
@@ -759,8 +759,8 @@ def render_frames(reference: Reference, track: VisemeTrack, config: SamplerConfi
     prosody = (track.loudness, track.pitch_hz) if track.has_prosody else (None, None)
     life = life_schedule(mouth[:, 0], float(track.fps), int(config.seed), motion, blink, config.life, *prosody)
     stream = FrameStream(rig, mouth, life, float(track.fps), config, progress)
-    # for the content credentials of whatever is made from these frames (see publish.py)
-    from .content_hash import image_sha256
+    # for the content credentials of whatever is made from these frames (see publish/publish.py)
+    from ..core.content_hash import image_sha256
 
     stream.reference_image_sha256 = image_sha256(reference.frame)
     return stream

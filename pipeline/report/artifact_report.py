@@ -37,9 +37,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
-from .audio import AudioClip
-from .audio_dsp import mono_at
-from .errors import InputError
+from ..core.audio import AudioClip
+from ..core.audio_dsp import mono_at
+from ..core.errors import InputError
 
 FORMAT_NAME = "talkinghead.artifact_report"
 FORMAT_VERSION = 1
@@ -594,7 +594,7 @@ class _FrameScorer:
         return moved, f"landmark jump {moved:.0f} px"
 
     def __call__(self, frame: np.ndarray) -> _FrameNumbers:
-        from .face_landmarks import detect_faces  # noqa: PLC0415
+        from ..face.landmarks import detect_faces  # noqa: PLC0415
 
         config = self.config
         out = _FrameNumbers()
@@ -709,7 +709,7 @@ def score_clip(
             [H, W, 3] frames, consumed one at a time.
         audio: the clip's audio, AudioClip float32 [C, T] at sample_rate Hz; sample 0 plays with frame 0.
         fps: frames per second (> 0).
-        reference: optional pipeline.reference.Reference with its `frame` pixels; the identity is
+        reference: optional pipeline.face.reference.Reference with its `frame` pixels; the identity is
             compared with it. Without it (or without its pixels) the first frame with a face is used.
         intended_mouth: optional float [N'] mouth track the clip was meant to follow (e.g. the
             VisemeTrack.lip_gap(), or the renderer's own per-frame intended opening); compared with the measured mouth opening (Pearson).
@@ -818,7 +818,7 @@ def load_clip(path: str, input_name: str = "video") -> tuple[VideoFrames, AudioC
     """(frames, audio, fps) of a video file with sound, for score_clip. Frames are decoded lazily."""
     import os  # noqa: PLC0415
 
-    from .audio_io import load_audio  # noqa: PLC0415
+    from ..core.audio_io import load_audio  # noqa: PLC0415
 
     if not os.path.isfile(path):
         raise InputError(input_name, f"no video file at {path!r}", "Check the file name and folder.")

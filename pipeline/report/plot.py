@@ -3,7 +3,7 @@
 From top to bottom: a header with the summary numbers, then four panels sharing the time axis:
 the mouth opening against the speech envelope (shifted by the measured lag, so a good lip-sync
 overlays them), the eye aperture with blinks marked, the identity similarity, and the still-region
-flicker. Broken frames are red lines across all panels. Same dark theme as viseme_preview.
+flicker. Broken frames are red lines across all panels. Same dark theme as the timeline (core/plot_style.py).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..core.plot_style import BACKGROUND, DIM_TEXT, GRID, PANEL, TEXT, load_font, format_time, time_step
 from .artifact_report import ArtifactConfig, ArtifactReport, blink_mask
-from .viseme_preview import BACKGROUND, DIM_TEXT, GRID, PANEL, TEXT, _font, _fmt_time, _nice_step
 
 MOUTH = (90, 220, 200)
 ENVELOPE = (110, 160, 230)
@@ -38,7 +38,7 @@ def render_artifact_plot(report: ArtifactReport, *, width_px: int = 1280, height
                          f"got {width_px} x {height_px}")
     image = Image.new("RGB", (width_px, height_px), BACKGROUND)
     draw = ImageDraw.Draw(image)
-    small, label = _font(11), _font(12)
+    small, label = load_font(11), load_font(12)
     margin = 8
     x0, x1 = margin, width_px - margin
     plot_w = x1 - x0
@@ -67,12 +67,12 @@ def render_artifact_plot(report: ArtifactReport, *, width_px: int = 1280, height
         return x0 + np.asarray(t, np.float64) / span * plot_w
 
     # time grid
-    step = _nice_step(span, plot_w)
+    step = time_step(span, plot_w)
     tick = 0.0
     while tick <= span + 1e-9:
         tx = float(x_of(tick))
         draw.line([(tx, panels[0][0]), (tx, panels[-1][1])], fill=GRID)
-        text = _fmt_time(tick, step)
+        text = format_time(tick, step)
         if tx + 2 + draw.textlength(text, font=small) < x1:
             draw.text((tx + 2, panels[-1][1] + 2), text, fill=DIM_TEXT, font=small)
         tick += step

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ToolError
+from ..core.errors import ToolError
 
 # One lock for the whole process: the library is one set of globals, whoever loaded it.
 LOCK = threading.RLock()

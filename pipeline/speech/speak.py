@@ -28,10 +28,10 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 
+from ..core.audio import AudioClip
+from ..core.errors import InputError
 from . import espeak
-from .audio import AudioClip
-from .errors import InputError
-from .speech_timing import PhonemeTiming, SpeechTimings, WordTiming
+from .timing import PhonemeTiming, SpeechTimings, WordTiming
 
 RATE_WPM_RANGE = (80, 450)  # espeak-ng's own limits for espeakRATE
 PITCH_RANGE = (0, 99)
@@ -251,7 +251,7 @@ def _voice_hint(key: str, voices: list[Voice]) -> str:
     if not shown:
         shown = common
     return (f"Available voices include: {', '.join(shown)}; {len(voices)} voices in all "
-            "(see talkinghead.pipeline.speak.list_voices()). Give a language code such as "
+            "(see talkinghead.pipeline.speech.speak.list_voices()). Give a language code such as "
             "'en-us' or a voice name.")
 
 

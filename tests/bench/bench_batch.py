@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from batch_helpers import manifest_records, write_jobs  # noqa: E402
 
-from talkinghead.nodes.headless.batch import BatchOptions, run_batch  # noqa: E402
-from talkinghead.nodes.headless.batch_jobs import shipped_workflow  # noqa: E402
+from talkinghead.nodes.headless.batch.command import BatchOptions, run_batch  # noqa: E402
+from talkinghead.nodes.headless.batch.jobs import shipped_workflow  # noqa: E402
 
 WORKFLOW = shipped_workflow("script_to_video")
 
@@ -80,7 +80,7 @@ def main() -> None:
             results.append(run_config(f"local {workers} worker{'s' if workers > 1 else ''}", jobs_path, root,
                                       workers=workers))
         if not args.no_ray:
-            from talkinghead.nodes.headless.batch_ray import RayExecutor, ray_or_reason
+            from talkinghead.nodes.headless.batch.ray_executor import RayExecutor, ray_or_reason
 
             ray, reason = ray_or_reason()
             if ray is None:

@@ -1,6 +1,6 @@
 """Diffusion engine (tiny random models, CPU): ms per frame per step and peak memory against frame count.
 
-What runs: pipeline/diffusion's sampling loop (VAE encode, context windows of 16 with overlap 4,
+What runs: pipeline/render/diffusion's sampling loop (VAE encode, context windows of 16 with overlap 4,
 motion modules, no guidance, one thread) on random_models.build("tiny") at 128x128 px, for 16, 32,
 64, 128 and 256 frames, each in a fresh process so peak RSS is that run's. Time per frame per step
 is the sampling loop's time / (frames x steps run); the baseline is one UNet call on one window
@@ -49,8 +49,8 @@ def one_run(n: int, size: int, steps: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from talkinghead.pipeline.diffusion import DiffusionSettings, diffuse_frames, models_from_objects
-    from talkinghead.pipeline.diffusion.random_models import build
+    from talkinghead.pipeline.render.diffusion import DiffusionSettings, diffuse_frames, models_from_objects
+    from talkinghead.pipeline.render.diffusion.random_models import build
 
     m = build("tiny", seed=0)
     models = models_from_objects(m.unet, m.vae, m.text_encoder, m.motion_adapter, None)

@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from talkinghead.pipeline import face_landmarks as fl
-from talkinghead.pipeline.face_backends import BACKENDS, backend_importable, get_backend
+from talkinghead.pipeline.face import landmarks as fl
+from talkinghead.pipeline.face.backends import BACKENDS, backend_importable, get_backend
 
 
 def portraits() -> dict:

@@ -18,10 +18,10 @@ import time
 
 import numpy as np
 
-from talkinghead.pipeline import mux as mux_module
-from talkinghead.pipeline.audio import AudioClip
-from talkinghead.pipeline.ffmpeg import run_ffmpeg
-from talkinghead.pipeline.mux import measure_av_sync, mux
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.core.ffmpeg import run_ffmpeg
+from talkinghead.pipeline.publish import mux as mux_module
+from talkinghead.pipeline.publish.mux import measure_av_sync, mux
 
 SIZE = 512
 FPS = 25

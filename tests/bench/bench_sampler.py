@@ -1,4 +1,4 @@
-"""Weight-free sampler (face_animator): engine-alone frames/s at 256, 512 and 1024 px on one thread.
+"""Weight-free sampler (render/weight_free.py): engine-alone frames/s at 256, 512 and 1024 px on one thread.
 
 The reference is skimage's astronaut portrait, encoded once; the track is 8 s of speech-like mouth
 motion (jaw, width, rounding, closures) with blinks and head motion at strength 1, so every frame
@@ -23,9 +23,9 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from skimage import data  # noqa: E402
 
-from talkinghead.pipeline.face_animator import SamplerConfig, render_frames  # noqa: E402
-from talkinghead.pipeline.reference_encoder import encode_reference  # noqa: E402
-from talkinghead.pipeline.viseme_track import MOUTH_PARAMS, VISEMES, VisemeTrack  # noqa: E402
+from talkinghead.pipeline.face.encoder import encode_reference  # noqa: E402
+from talkinghead.pipeline.lipsync.track import MOUTH_PARAMS, VISEMES, VisemeTrack  # noqa: E402
+from talkinghead.pipeline.render.weight_free import SamplerConfig, render_frames  # noqa: E402
 
 FPS = 25.0
 SIZES = (256, 512, 1024)
@@ -59,7 +59,7 @@ def main() -> None:
     cv2.setNumThreads(1)
     reference = encode_reference(data.astronaut(), consent=True).reference
     track = speech_like_track(args.seconds)
-    print("Weight-free sampler (face_animator)\n")
+    print("Weight-free sampler (render/weight_free.py)\n")
     print(f"{track.num_frames} frames ({args.seconds:g} s at {FPS:g} fps) of speech-like mouth motion, blinks "
           "15/min, motion strength 1; astronaut portrait (face ~100 px wide at 512). One thread "
           "(cv2.setNumThreads(1), OMP/OPENBLAS 1). Baselines: frame copy; one identity cv2.remap of "

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from talkinghead.pipeline import espeak
-from talkinghead.pipeline.speak import SpeakConfig, iter_speech, resolve_voice
+from talkinghead.pipeline.speech import espeak
+from talkinghead.pipeline.speech.speak import SpeakConfig, iter_speech, resolve_voice
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",

@@ -40,7 +40,7 @@ PyPI or in Debian), so it is not measured here; the issue quotes ~0.70 frame acc
 per s of audio for it.
 
 `--phoneme-model PATH`: also scores the no-transcript path with a local phoneme CTC model
-(pipeline/phoneme_ctc.py; e.g. a facebook/wav2vec2-lv-60-espeak-cv-ft folder with safetensors
+(pipeline/lipsync/phoneme_ctc.py; e.g. a facebook/wav2vec2-lv-60-espeak-cv-ft folder with safetensors
 weights) as its own row, and a second target table for it. Never run here: no such weights are
 available in this environment, so that path's accuracy is unmeasured.
 
@@ -77,7 +77,7 @@ TARGETS_TRANSCRIPT = {"boundary_median_ms": 10.0, "boundary_p90_ms": 25.0, "fram
 TARGETS_NO_TRANSCRIPT = {"frame_accuracy": 0.85}
 
 
-# --- metrics (pure functions; tests/unit/test_viseme_bench_metrics.py checks them) -------------
+# --- metrics (pure functions; tests/unit/lipsync/test_viseme_bench_metrics.py checks them) -------------
 
 
 def align_labels(ref: Sequence[str], hyp: Sequence[str]) -> list[tuple[Optional[int], Optional[int]]]:
@@ -322,7 +322,7 @@ def allowed_sets(item, rhubarb) -> list[frozenset]:
 
 def score_track(item, track, rhubarb, visemes_mod, *, cpu_s: Optional[float], with_phones: bool = True) -> Score:
     """All metrics of one VisemeTrack (built at 100 fps) against one corpus item."""
-    from talkinghead.pipeline.viseme_track import MOUTH_PARAMS
+    from talkinghead.pipeline.lipsync.track import MOUTH_PARAMS
 
     s = Score(items=1, audio_s=item.duration_s, cpu_s=cpu_s or 0.0, has_cpu=cpu_s is not None,
               has_phones=with_phones)
@@ -410,18 +410,18 @@ def main() -> int:
     args = parser.parse_args()
 
     import viseme_corpus
-    from talkinghead.pipeline import rhubarb, visemes
-    from talkinghead.pipeline.viseme_aligner import align_speech
+    from talkinghead.pipeline.lipsync import rhubarb, visemes
+    from talkinghead.pipeline.lipsync.aligner import align_speech
 
     try:
-        from talkinghead.pipeline import acoustic_phones  # noqa: F401
+        from talkinghead.pipeline.lipsync import acoustic_phones  # noqa: F401
         have_acoustic = True
     except ImportError:
         have_acoustic = False
 
     phoneme_model = None
     if args.phoneme_model:
-        from talkinghead.pipeline.phoneme_ctc import load_phoneme_model
+        from talkinghead.pipeline.lipsync.phoneme_ctc import load_phoneme_model
 
         phoneme_model = load_phoneme_model(args.phoneme_model)
     phoneme_system = "without transcript (phoneme CTC model)"

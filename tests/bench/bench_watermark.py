@@ -10,7 +10,7 @@ invisible-watermark embeds and decodes per frame: its bit accuracy is the mean o
 and "exact" is a per-bit majority vote over those frames. Ours reads the whole file (`detect_file`).
 
 Run: python tests/bench/bench_watermark.py [--size 512] [--no-imwatermark]
-Helpers (make_clip, ATTACKS, attack, write_master) are shared with tests/unit/test_watermark.py.
+Helpers (make_clip, ATTACKS, attack, write_master) are shared with tests/unit/publish/test_watermark.py.
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from talkinghead.pipeline import watermark as wm  # noqa: E402
-from talkinghead.pipeline.ffmpeg import FfmpegWriter, run_ffmpeg  # noqa: E402
+from talkinghead.pipeline.core.ffmpeg import FfmpegWriter, run_ffmpeg  # noqa: E402
+from talkinghead.pipeline.publish import watermark as wm  # noqa: E402
 
 FPS = 25
 SECONDS = 5
-#: Master encode, like pipeline.mux's defaults (what "our own output" is).
+#: Master encode, like pipeline.publish.mux's defaults (what "our own output" is).
 MASTER_ARGS = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
 H264 = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
 VP9 = ["-c:v", "libvpx-vp9", "-b:v", "0", "-crf", "36", "-deadline", "realtime", "-cpu-used", "8",

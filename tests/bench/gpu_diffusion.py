@@ -3,7 +3,7 @@
 Not part of `make bench` (it needs a CUDA GPU; the name does not start with bench_). Builds
 random_models.build("sd15") -- the UNet, VAE and CLIP text encoder of Stable Diffusion 1.5, an
 AnimateDiff v2-sized motion adapter and an SD 1.5 ControlNet, random weights, nothing downloaded --
-and runs pipeline/diffusion's sampling loop at 512x512 in fp16 for several configurations:
+and runs pipeline/render/diffusion's sampling loop at 512x512 in fp16 for several configurations:
 
   A  motion modules, guidance 7.5 (two branches), windows 16/4          (the default setup)
   B  A + landmark ControlNet
@@ -203,8 +203,8 @@ def main(argv=None) -> list:
     args = parse_args(argv)
     import torch
 
-    from talkinghead.pipeline.diffusion import DiffusionSettings, diffuse_frames, models_from_objects
-    from talkinghead.pipeline.diffusion.random_models import build
+    from talkinghead.pipeline.render.diffusion import DiffusionSettings, diffuse_frames, models_from_objects
+    from talkinghead.pipeline.render.diffusion.random_models import build
 
     device = pick_device(args.device, torch)
     precision = args.precision or ("fp32" if device == "cpu" else "fp16")

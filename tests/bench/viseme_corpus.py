@@ -32,9 +32,9 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from talkinghead.pipeline.audio import AudioClip
-from talkinghead.pipeline.phoneset import espeak_to_arpabet
-from talkinghead.pipeline.speech_timing import PhonemeTiming, SpeechTimings
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.lipsync.phoneset import espeak_to_arpabet
+from talkinghead.pipeline.speech.timing import PhonemeTiming, SpeechTimings
 
 SILENCE = "SIL"
 
@@ -382,7 +382,7 @@ class Utterance:
 
 
 def synthesize(key: str, text: str, voice: str, rate_wpm: int) -> Utterance:
-    from talkinghead.pipeline.speak import SpeakConfig, speak
+    from talkinghead.pipeline.speech.speak import SpeakConfig, speak
 
     spoken = speak(text, SpeakConfig(voice=voice, rate_wpm=rate_wpm))
     samples = spoken.audio.samples

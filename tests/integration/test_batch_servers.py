@@ -14,8 +14,8 @@ import pytest
 
 from batch_helpers import manifest_records, no_partial_files, write_jobs
 from comfy_server import ComfyServer
-from talkinghead.nodes.headless.batch import BatchOptions, run_batch
-from talkinghead.nodes.headless.batch_jobs import shipped_workflow
+from talkinghead.nodes.headless.batch.command import BatchOptions, run_batch
+from talkinghead.nodes.headless.batch.jobs import shipped_workflow
 
 pytestmark = pytest.mark.slow
 

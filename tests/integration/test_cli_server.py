@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from talkinghead.pipeline.mux import measure_av_sync
+from talkinghead.pipeline.publish.mux import measure_av_sync
 
 pytestmark = pytest.mark.slow
 

@@ -134,7 +134,7 @@ def check_run_succeeded(run: PromptRun, server: ComfyServer, what: str) -> None:
 
 def check_mux_file(server: ComfyServer, nid: str, ui: dict, dest: Path) -> dict:
     """Download the Mux node's MP4 via /view and run the Mux checks on it; returns the MuxResult."""
-    from talkinghead.pipeline.mux import measure_av_sync
+    from talkinghead.pipeline.publish.mux import measure_av_sync
 
     assert ui.get("images"), f"Mux node {nid} lists no file in its ui output: {ui}"
     ref = ui["images"][0]

@@ -37,12 +37,17 @@ def test_wheel_holds_the_package_workflows_web_and_console_command(wheel):
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "talkinghead = talkinghead.nodes.headless.cli:main" in archive.read(entry_points).decode()
-    for expected in ("talkinghead/__init__.py", "talkinghead/pipeline/mux.py", "talkinghead/pipeline/speak.py",
+    for expected in ("talkinghead/__init__.py", "talkinghead/pipeline/publish/mux.py", "talkinghead/pipeline/speech/speak.py",
                      "talkinghead/nodes/registry.py", "talkinghead/web/talkinghead.js",
                      "talkinghead/workflows/api/talking_head.api.json",
                      "talkinghead/workflows/Talking head from a portrait and recorded speech.json",
                      "talkinghead/workflows/Talking head from a portrait and recorded speech.jpg"):
         assert expected in names
+    # every module of every stage package (a package missing from pyproject's list would be left out)
+    shipped = [p.relative_to(REPO).as_posix() for folder in ("pipeline", "nodes") for p in (REPO / folder).rglob("*")
+               if p.suffix in (".py", ".json", ".toml", ".gz") and "__pycache__" not in p.parts]
+    missing = [path for path in shipped if f"talkinghead/{path}" not in names]
+    assert missing == []
     assert not any(name.startswith("talkinghead/tests/") for name in names)
 
 
@@ -51,9 +56,9 @@ def test_installed_pipeline_imports_and_works_without_torch_or_comfyui(wheel, tm
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=300)
     script = BLOCK_TORCH_AND_COMFY + """
-import talkinghead, talkinghead.pipeline.mux, talkinghead.pipeline.speak, talkinghead.nodes.headless.cli as cli
+import talkinghead, talkinghead.pipeline.publish.mux, talkinghead.pipeline.speech.speak, talkinghead.nodes.headless.cli as cli
 assert talkinghead.__file__.startswith(sys.argv[1]), talkinghead.__file__
-from talkinghead.pipeline.speak import speak
+from talkinghead.pipeline.speech.speak import speak
 spoken = speak("One two.")
 assert spoken.audio.duration_s > 0.3 and len(spoken.timings.words) == 2
 assert cli.main(["voices"]) == 0

@@ -3,9 +3,9 @@
     talkinghead batch JOBS.jsonl --workflow WORKFLOW_API.json [--out DIR] [--workers N]
                       [--ray auto|local|ADDRESS] [--server URL ...] [--consent] [--set NODE.input=value ...]
 
-The coordinator (this module) reads the job lines (batch_jobs.py), decides what still has to run
-from the results manifest and the files in --out, hands the rest to one executor (batch_local.py,
-batch_ray.py or batch_servers.py), and for every job that finishes: moves its verified MP4 into
+The coordinator (this module) reads the job lines (jobs.py), decides what still has to run
+from the results manifest and the files in --out, hands the rest to one executor (local_executor.py,
+ray_executor.py or server_executor.py), and for every job that finishes: moves its verified MP4 into
 --out in one rename, and appends one JSONL record to the manifest.
 
 Guarantees:
@@ -31,9 +31,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from .batch_jobs import (BATCH_SUBFOLDER, MANIFEST_NAME, WORK_DIRNAME, BatchUsageError, Job, Manifest, confined_path,
-                         expected_marks, file_sha256, load_jobs, parse_sets, remove_tree, resolve_workflow_path,
-                         verify_output)
+from ..command_line import UsageError, load_api_workflow
+from .jobs import (BATCH_SUBFOLDER, MANIFEST_NAME, WORK_DIRNAME, BatchUsageError, Job, Manifest, confined_path,
+                   expected_marks, file_sha256, load_jobs, parse_sets, remove_tree, resolve_workflow_path,
+                   verify_output)
 
 EXIT_OK, EXIT_JOBS_FAILED, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -210,7 +211,7 @@ class Batch:
     # -- called by executors (any thread) ----------------------------------------------------------
     def payload(self, item: WorkItem) -> dict:
         """What a worker needs for one attempt (plain data: picklable, no paths of this machine but inputs)."""
-        from .batch_jobs import attempt_graph
+        from .jobs import attempt_graph
 
         return {"job_id": item.job.job_id, "graph": attempt_graph(item.job, f"a{item.attempts}"),
                 "expect": dict(self.expect), "trust_anchor_pem": self.trust_anchor_pem,
@@ -347,20 +348,20 @@ def make_executor(options: BatchOptions):
     if options.servers and options.ray:
         raise BatchUsageError("give either --server or --ray, not both")
     if options.servers:
-        from .batch_servers import ServerExecutor
+        from .server_executor import ServerExecutor
 
         if options.per_server not in (1, 2):
             raise BatchUsageError("--per-server: 1 or 2 jobs in flight per server")
         return ServerExecutor(urls=list(options.servers), per_server=options.per_server, retries=options.retries,
                               job_timeout_s=options.job_timeout_s)
     if options.ray:
-        from .batch_ray import RayExecutor
+        from .ray_executor import RayExecutor
 
         return RayExecutor(address=None if options.ray == "this-process" else options.ray, retries=options.retries,
                            num_cpus=options.job_cpus, num_gpus=options.job_gpus,
                            local_cpus=options.workers if options.ray == "local" and options.workers > 1 else None,
                            job_timeout_s=options.job_timeout_s)
-    from .batch_local import LocalExecutor
+    from .local_executor import LocalExecutor
 
     if options.workers < 1:
         raise BatchUsageError("--workers: at least 1")
@@ -368,8 +369,6 @@ def make_executor(options: BatchOptions):
 
 
 def _load_workflow(value: str) -> dict:
-    from .cli import UsageError, load_api_workflow
-
     path = resolve_workflow_path(value)
     try:
         return load_api_workflow(str(path))

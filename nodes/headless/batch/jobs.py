@@ -1,8 +1,8 @@
 """Batch jobs: JSONL job lines -> per-job API graphs, the results manifest, output verification.
 
 Everything here is light (no torch, no ComfyUI) so the coordinator, the local workers, Ray tasks
-and the ComfyUI-server dispatcher share it. The executors live in batch_local.py, batch_ray.py
-and batch_servers.py; the coordinator and the `talkinghead batch` command in batch.py.
+and the ComfyUI-server dispatcher share it. The executors live in local_executor.py, ray_executor.py
+and server_executor.py; the coordinator and the `talkinghead batch` command in command.py.
 
 A job line is one JSON object; every key is optional:
 
@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
-from ...pipeline.reference import sha256_file
+from ....pipeline.core.content_hash import sha256_file
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 
 #: job key -> ((class_type, input name), ...): every node of these types in the workflow gets the value.
 JOB_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -361,9 +361,9 @@ def verify_output(path: str, expect: Optional[dict] = None, trust_anchor_pem: Op
     (default: both) is present and consistent. Never raises for a bad file: problems say why.
     max_frames: read at most this many frames for the watermark (None: all, as `verify` does).
     """
-    from ...pipeline.errors import InputError
-    from ...pipeline.provenance import read_manifest
-    from ...pipeline.watermark import detect_file
+    from ....pipeline.core.errors import InputError
+    from ....pipeline.publish.provenance import read_manifest
+    from ....pipeline.publish.watermark import detect_file
 
     expect = expect or {"watermark": True, "content_credentials": True}
     problems = []
@@ -412,7 +412,7 @@ def render_job(payload: dict, *, input_dir: str, staging_dir: str, node_classes:
     {"status": "ok"|"failed", "staged": path|None, "verify", "timings", "error", "pid"}.
     A node error or a failed verification is a job failure ("failed"), not an exception.
     """
-    from .executor import GraphValidationError, NodeExecutionError, format_validation_errors, run_graph
+    from ..executor import GraphValidationError, NodeExecutionError, format_validation_errors, run_graph
 
     started = time.perf_counter()
     outcome: dict[str, Any] = {"status": "failed", "staged": None, "verify": None, "error": None,

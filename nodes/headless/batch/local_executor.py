@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any, Optional
 
-from .batch_jobs import remove_tree
+from .jobs import remove_tree
 
 #: A worker that dies before it is ready this many times in a row stops the batch (broken install).
 MAX_START_FAILURES = 3
@@ -61,8 +61,8 @@ def _worker_main(conn, input_dir: str, log_path: str, threads: int = 0) -> None:
         os.close(fd)
     except OSError:
         pass
-    from .batch_jobs import render_job
-    from .executor import pack_node_classes
+    from ..executor import pack_node_classes
+    from .jobs import render_job
 
     node_classes = pack_node_classes()
     conn.send(("ready", os.getpid()))

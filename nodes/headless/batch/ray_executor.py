@@ -44,8 +44,8 @@ def _render_task(payload: dict, inputs: dict, board) -> dict:
     worker = f"pid {pid}@{ray.util.get_node_ip_address()}"
     board.report.remote(("start", job_id, pid, worker))
 
-    from .batch_jobs import BATCH_SUBFOLDER, render_job
-    from .executor import pack_node_classes
+    from ..executor import pack_node_classes
+    from .jobs import BATCH_SUBFOLDER, render_job
 
     global _NODE_CLASSES
     if _NODE_CLASSES is None:

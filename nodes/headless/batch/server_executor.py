@@ -28,9 +28,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .batch_jobs import attempt_graph, mp4_outputs, verify_output
-from .client import ComfyClient, RemoteNodeError, ServerUnreachable
-from .executor import GraphValidationError, format_validation_errors
+from ..client import ComfyClient, RemoteNodeError, ServerUnreachable
+from ..executor import GraphValidationError, format_validation_errors
+from .jobs import attempt_graph, mp4_outputs, verify_output
 
 
 class ServerDown(Exception):

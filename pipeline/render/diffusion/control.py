@@ -19,7 +19,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..errors import InputError
+from ...core.errors import InputError
 
 LANDMARK_STYLES = ("openpose_face", "mediapipe_face")
 #: iBUG-68 groups as (first, last, closed) and their colour in the mediapipe_face style.
@@ -42,7 +42,7 @@ def to_68(landmarks: np.ndarray) -> np.ndarray:
     if points.shape[0] == 68:
         return points
     if points.shape[0] in (468, 478):
-        from ..face_landmarks import IBUG68_FROM_MEDIAPIPE
+        from ...face.landmarks import IBUG68_FROM_MEDIAPIPE
 
         return points[IBUG68_FROM_MEDIAPIPE]
     raise InputError("landmarks", f"has {points.shape[0]} points per frame", "Give 68 (iBUG) or 468/478 (MediaPipe) points")

@@ -32,7 +32,7 @@ import os
 import re
 from typing import Any, Optional
 
-from ..errors import InputError
+from ...core.errors import InputError
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 UNET_PREFIX = "model.diffusion_model."

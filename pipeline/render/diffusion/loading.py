@@ -34,7 +34,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ..errors import InputError
+from ...core.errors import InputError
 from . import convert
 
 PICKLE_EXTENSIONS = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
@@ -358,7 +358,7 @@ def _tokenizer_for(folder: Optional[str], max_length: int) -> Callable[[str], An
             return tok([text], padding="max_length", max_length=max_length, truncation=True,
                        return_tensors="pt").input_ids
         return tokenize
-    from ..clip_tokens import get_tokenizer
+    from ...prompt.clip_tokens import get_tokenizer
 
     bpe = get_tokenizer()
     start, end = 49406, 49407
@@ -388,7 +388,7 @@ def load_models(checkpoint: str, motion_module: Optional[str] = None, controlnet
     import torch
     from diffusers import UNetMotionModel
 
-    from ..vae_latents import load_vae
+    from ...face.vae_latents import load_vae
 
     checkpoint = _check_path(checkpoint, "checkpoint", "checkpoint")
     motion_module = _check_path(motion_module, "motion_module", "motion_module") if motion_module else None
@@ -482,12 +482,12 @@ def models_from_objects(unet: Any, vae: Any, text_encoder: Any, motion_adapter: 
     import torch
     from diffusers import UNetMotionModel
 
-    from ..vae_latents import LoadedVAE
+    from ...face.vae_latents import LoadedVAE
 
     device = resolve_device(device)
     dtype = resolve_dtype(precision, device)
     if not isinstance(vae, LoadedVAE):
-        from ..vae_latents import _resolve_scaling
+        from ...face.vae_latents import _resolve_scaling
 
         scale, shift = _resolve_scaling(int(vae.config.latent_channels), None, None, None, None, [])
         vae.register_to_config(scaling_factor=scale, shift_factor=shift)

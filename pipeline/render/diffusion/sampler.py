@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ...core.errors import InputError
 from . import control as control_maps
 from .windows import check_window, window_weights, windows
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InputError
+from ...core.errors import InputError
 
 
 def check_window(length: int, overlap: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Any reference image -> uint8 RGB (pipeline/image_input.py)."""
+"""Any reference image -> uint8 RGB (pipeline/core/image_input.py)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from talkinghead.pipeline.errors import InputError
-from talkinghead.pipeline.image_input import (
-    MAX_SIDE_PX, describe_image_input, load_image_input, to_rgb_uint8,
-)
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.core.image_input import (
+                                                   MAX_SIDE_PX, describe_image_input, load_image_input, to_rgb_uint8,
+                                                   )
 
 
 def ramp(h=6, w=5):

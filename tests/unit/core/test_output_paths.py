@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from talkinghead.pipeline.errors import InputError
-from talkinghead.pipeline.output_paths import OutputPath, atomic_write_path, next_output_path
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.core.output_paths import OutputPath, atomic_write_path, next_output_path
 
 
 def test_counter_starts_at_one_and_increments(tmp_path):

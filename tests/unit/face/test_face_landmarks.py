@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from talkinghead.pipeline import face_landmarks as fl
-from talkinghead.pipeline.errors import InputError
-from talkinghead.pipeline.face_backends import BACKENDS, backend_importable
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.face import landmarks as fl
+from talkinghead.pipeline.face.backends import BACKENDS, backend_importable
 
 skimage_data = pytest.importorskip("skimage.data")
 cv2 = pytest.importorskip("cv2", reason="cv2 comes with the face backends (pip install 'talkinghead[faces]')")

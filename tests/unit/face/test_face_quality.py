@@ -1,4 +1,4 @@
-"""The reference quality report (pipeline/face_quality.py), on synthetic faces."""
+"""The reference quality report (pipeline/face/quality.py), on synthetic faces."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from talkinghead.pipeline.face_quality import (
-    FAIL, PASS, WARN, QualityConfig, QualityReport, assess_quality, eye_aspect_ratio,
-)
+from talkinghead.pipeline.face.quality import (
+                                               FAIL, PASS, WARN, QualityConfig, QualityReport, assess_quality, eye_aspect_ratio,
+                                               )
 
 
 def face_landmarks_68(cx: float, cy: float, size: float) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The Reference record: JSON and file round trips (pipeline/reference.py)."""
+"""The Reference record: JSON and file round trips (pipeline/face/reference.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from talkinghead.pipeline.errors import InputError
-from talkinghead.pipeline.face_quality import QualityCheck, QualityReport
-from talkinghead.pipeline.image_input import load_image_input
-from talkinghead.pipeline.reference import ConsentAttestation, Reference, ReferenceLatents
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.core.image_input import load_image_input
+from talkinghead.pipeline.face.quality import QualityCheck, QualityReport
+from talkinghead.pipeline.face.reference import ConsentAttestation, Reference, ReferenceLatents
 
 
 def make_reference(with_arrays=True, with_latents=True) -> Reference:

@@ -11,9 +11,9 @@ pytest.importorskip("mediapipe")
 
 from skimage import data  # noqa: E402
 
-from talkinghead.pipeline.errors import InputError  # noqa: E402
-from talkinghead.pipeline.reference import Reference  # noqa: E402
-from talkinghead.pipeline.reference_encoder import EncoderConfig, encode_reference  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.face.encoder import EncoderConfig, encode_reference  # noqa: E402
+from talkinghead.pipeline.face.reference import Reference  # noqa: E402
 
 
 @pytest.fixture(scope="module")

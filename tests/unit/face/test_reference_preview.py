@@ -1,4 +1,4 @@
-"""The annotated reference picture (pipeline/reference_preview.py)."""
+"""The annotated reference picture (pipeline/face/preview.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from talkinghead.pipeline.face_quality import QualityReport
-from talkinghead.pipeline.reference import Reference
-from talkinghead.pipeline.reference_preview import (
-    pose_axes_2d, render_reference_preview, render_reference_preview_from,
-)
+from talkinghead.pipeline.face.quality import QualityReport
+from talkinghead.pipeline.face.reference import Reference
+from talkinghead.pipeline.face.preview import (
+                                               pose_axes_2d, render_reference_preview, render_reference_preview_from,
+                                               )
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
 def simple_landmarks(cx, cy, s):

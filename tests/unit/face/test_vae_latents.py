@@ -1,4 +1,4 @@
-"""Local VAE loading in three formats and deterministic latents (pipeline/vae_latents.py).
+"""Local VAE loading in three formats and deterministic latents (pipeline/face/vae_latents.py).
 
 A tiny random AutoencoderKL is built in code (4 blocks, so the downsampling factor is 8 like SD
 VAEs, but 8-16 channels): no weights are downloaded.
@@ -16,10 +16,10 @@ pytest.importorskip("diffusers")
 from diffusers import AutoencoderKL  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from talkinghead.pipeline.errors import InputError  # noqa: E402
-from talkinghead.pipeline.vae_latents import (  # noqa: E402
-    LoadedVAE, encode_latents, encode_reference_latents, infer_vae_config, load_vae,
-)
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.face.vae_latents import (  # noqa: E402
+                                                   LoadedVAE, encode_latents, encode_reference_latents, infer_vae_config, load_vae,
+                                                   )
 
 BLOCKS = (8, 8, 16, 16)
 
@@ -49,8 +49,8 @@ def tiny_vae(latent_channels=4) -> AutoencoderKL:
 
 def diffusers_to_ldm(state_dict: dict, n_blocks: int) -> dict:
     """The reverse of diffusers' convert_ldm_vae_checkpoint, for the test file in original SD layout
-    (the diffusion engine's exporter, pipeline/diffusion/convert.py)."""
-    from talkinghead.pipeline.diffusion.convert import vae_to_ldm
+    (the diffusion engine's exporter, pipeline/render/diffusion/convert.py)."""
+    from talkinghead.pipeline.render.diffusion.convert import vae_to_ldm
 
     return {key: value.contiguous() for key, value in vae_to_ldm(state_dict, n_blocks).items()}
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from talkinghead.nodes.headless import batch as batch_module
-from talkinghead.nodes.headless.batch import BatchOptions, run_batch
-from talkinghead.nodes.headless.batch_jobs import (BatchUsageError, Manifest, check_output_name, JobError,
+from talkinghead.nodes.headless.batch import command as batch_module
+from talkinghead.nodes.headless.batch.command import BatchOptions, run_batch
+from talkinghead.nodes.headless.batch.jobs import (BatchUsageError, Manifest, check_output_name, JobError,
                                                    load_jobs, parse_sets, shipped_workflow)
-from talkinghead.nodes.headless.cli import load_api_workflow, main
+from talkinghead.nodes.headless.cli import main
+from talkinghead.nodes.headless.command_line import load_api_workflow
 
 SCRIPT_WF = shipped_workflow("script_to_video")
 AUDIO_WF = shipped_workflow("talking_head")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from batch_helpers import first_pid_killer, manifest_records, no_partial_files, write_jobs
-from talkinghead.nodes.headless.batch import BatchOptions, run_batch
-from talkinghead.nodes.headless.batch_jobs import shipped_workflow, verify_output
+from talkinghead.nodes.headless.batch.command import BatchOptions, run_batch
+from talkinghead.nodes.headless.batch.jobs import shipped_workflow, verify_output
 
 pytestmark = pytest.mark.slow
 

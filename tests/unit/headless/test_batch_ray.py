@@ -12,9 +12,9 @@ import os
 import pytest
 
 from batch_helpers import first_pid_killer, manifest_records, no_partial_files, write_jobs
-from talkinghead.nodes.headless.batch import BatchOptions, run_batch
-from talkinghead.nodes.headless.batch_jobs import shipped_workflow
-from talkinghead.nodes.headless.batch_ray import RayExecutor, ray_or_reason
+from talkinghead.nodes.headless.batch.command import BatchOptions, run_batch
+from talkinghead.nodes.headless.batch.jobs import shipped_workflow
+from talkinghead.nodes.headless.batch.ray_executor import RayExecutor, ray_or_reason
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WORKFLOWS = REPO / "workflows" / "api"
 TEMPLATES = REPO / "workflows"  # the editor-format files
 

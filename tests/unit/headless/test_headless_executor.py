@@ -13,15 +13,15 @@ import pytest
 pytest.importorskip("torch")
 
 from talkinghead.nodes.headless.executor import (  # noqa: E402
-    GraphValidationError,
-    NodeExecutionError,
-    run_graph,
-    validate_graph,
-)
+                                                 GraphValidationError,
+                                                 NodeExecutionError,
+                                                 run_graph,
+                                                 validate_graph,
+                                                 )
 from talkinghead.nodes.headless import workflow_format  # noqa: E402
-from talkinghead.pipeline.mux import measure_av_sync  # noqa: E402
+from talkinghead.pipeline.publish.mux import measure_av_sync  # noqa: E402
 
-WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows" / "api"
+WORKFLOWS = Path(__file__).resolve().parents[3] / "workflows" / "api"
 
 
 def load(name: str) -> dict:
@@ -71,8 +71,8 @@ def test_every_shipped_video_workflow_runs_in_process_to_a_synced_mp4(workflow, 
 def test_the_same_graph_twice_gives_identical_frames_and_a_new_counter(folders):
     input_dir, output_dir = folders
     # the same speech file both times (espeak-ng's output depends on what the process said before)
-    from talkinghead.pipeline.audio_io import load_audio  # noqa: F401  (the loader reads it back)
-    from talkinghead.pipeline.speak import speak_to_wav
+    from talkinghead.pipeline.core.audio_io import load_audio  # noqa: F401  (the loader reads it back)
+    from talkinghead.pipeline.speech.speak import speak_to_wav
 
     speak_to_wav("Bob made a big map of the moon.", os.path.join(input_dir, "speech.wav"))
     graph = load("talking_head.api.json")
@@ -206,7 +206,7 @@ def test_every_template_has_a_real_thumbnail():
 
 
 def test_viseme_aligner_exports_track_and_rhubarb_json(folders):
-    from talkinghead.pipeline.viseme_track import VisemeTrack
+    from talkinghead.pipeline.lipsync.track import VisemeTrack
 
     input_dir, output_dir = folders
     graph = load("script_to_video.api.json")

@@ -21,15 +21,15 @@ import time
 import numpy as np
 import pytest
 
-from talkinghead.pipeline.acoustic_phones import (
-    AcousticConfig,
-    estimate_phones,
-    frame_labels,
-    speech_activity,
-)
-from talkinghead.pipeline.audio import AudioClip
-from talkinghead.pipeline.audio_dsp import resample
-from talkinghead.pipeline.speak import SpeakConfig, speak
+from talkinghead.pipeline.lipsync.acoustic_phones import (
+                                                          AcousticConfig,
+                                                          estimate_phones,
+                                                          frame_labels,
+                                                          speech_activity,
+                                                          )
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.core.audio_dsp import resample
+from talkinghead.pipeline.speech.speak import SpeakConfig, speak
 
 HOP = 0.01
 
@@ -231,7 +231,7 @@ def test_short_audio_and_bad_input():
     assert [p.phoneme for p in estimate_phones(clip)] == ["SIL"]
     tiny = AudioClip(np.zeros((1, 7), np.float32), 16000)
     assert estimate_phones(tiny)[-1].end_s == pytest.approx(7 / 16000)
-    from talkinghead.pipeline.errors import InputError
+    from talkinghead.pipeline.core.errors import InputError
 
     with pytest.raises(InputError):
         estimate_phones(AudioClip(np.full((1, 1000), np.nan, np.float32), 16000))

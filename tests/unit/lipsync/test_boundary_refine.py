@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from talkinghead.pipeline.boundary_refine import RefineConfig, log_mel_frames, refine_boundaries
-from talkinghead.pipeline.speech_timing import PhonemeTiming
+from talkinghead.pipeline.lipsync.boundary_refine import RefineConfig, log_mel_frames, refine_boundaries
+from talkinghead.pipeline.speech.timing import PhonemeTiming
 
 SR = 16000
 

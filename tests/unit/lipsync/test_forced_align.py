@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from talkinghead.pipeline import forced_align as fa
-from talkinghead.pipeline.audio import AudioClip
-from talkinghead.pipeline.audio_dsp import resample
-from talkinghead.pipeline.errors import InputError
-from talkinghead.pipeline.phoneset import ARPABET, convert_speech_timings
-from talkinghead.pipeline.speak import speak
-from talkinghead.pipeline.viseme_track import SILENCE
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.core.audio_dsp import resample
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.lipsync import forced_align as fa
+from talkinghead.pipeline.lipsync.phoneset import ARPABET, convert_speech_timings
+from talkinghead.pipeline.lipsync.track import SILENCE
+from talkinghead.pipeline.speech.speak import speak
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -214,7 +214,7 @@ def _bench_corpus():
     import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "viseme_corpus.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "viseme_corpus.py"
     spec = importlib.util.spec_from_file_location("_viseme_corpus_for_tests", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -239,9 +239,9 @@ def _synthesize_in_a_fresh_process(text: str, tmp_path):
     import sys
     from pathlib import Path
 
-    from talkinghead.pipeline.speech_timing import PhonemeTiming
+    from talkinghead.pipeline.speech.timing import PhonemeTiming
 
-    bench = str(Path(__file__).resolve().parents[1] / "bench")
+    bench = str(Path(__file__).resolve().parents[2] / "bench")
     subprocess.run([sys.executable, "-c", _FRESH_SYNTHESIS, bench, text, str(tmp_path / "u")], check=True,
                    timeout=120)
     meta = json.loads((tmp_path / "u.json").read_text())
@@ -286,7 +286,7 @@ def test_speech_end_is_trimmed_to_the_energy_drop():
     t = np.arange(16000) / 16000
     x = np.where(t < 0.5, 0.3 * np.sin(2 * np.pi * 220 * t), 0.0)
     pcm = fa._with_noise(x.astype(np.float32), fa.NOISE_LSB)
-    from talkinghead.pipeline.speech_timing import PhonemeTiming
+    from talkinghead.pipeline.speech.timing import PhonemeTiming
     phones = [PhonemeTiming("AA", 0.0, 0.56), PhonemeTiming(SILENCE, 0.56, 1.0)]
     fa._trim_speech_ends(phones, pcm)
     assert phones[0].end_s == pytest.approx(0.5, abs=0.011)
@@ -308,7 +308,7 @@ def _phones_of(alignment, word):
 def test_accent_variants_let_the_audio_choose_the_pronunciation(monkeypatch):
     # The dictionary is American ("can't" K AE N T); a British speaker says K AA N T. With
     # espeak-ng's en-gb pronunciation offered as an alternative the search takes the vowel heard.
-    from talkinghead.pipeline.speak import SpeakConfig
+    from talkinghead.pipeline.speech.speak import SpeakConfig
 
     text = "I can't say what you want."
     british = speak(text, SpeakConfig(voice="en-gb")).audio

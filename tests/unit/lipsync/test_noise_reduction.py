@@ -1,4 +1,4 @@
-"""Stationary noise reduction before forced alignment (pipeline/noise_reduction.py)."""
+"""Stationary noise reduction before forced alignment (pipeline/lipsync/noise_reduction.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from talkinghead.pipeline import forced_align as fa
-from talkinghead.pipeline.audio import AudioClip
-from talkinghead.pipeline.noise_reduction import NoiseReductionConfig, reduce_stationary_noise
-from talkinghead.pipeline.phoneset import convert_speech_timings
-from talkinghead.pipeline.speak import speak
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.lipsync import forced_align as fa
+from talkinghead.pipeline.lipsync.noise_reduction import NoiseReductionConfig, reduce_stationary_noise
+from talkinghead.pipeline.lipsync.phoneset import convert_speech_timings
+from talkinghead.pipeline.speech.speak import speak
 
 from test_forced_align import SENTENCES, _bench_corpus, _matched_start_errors
 

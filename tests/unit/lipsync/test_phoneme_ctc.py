@@ -1,4 +1,4 @@
-"""The optional phoneme CTC recogniser (pipeline/phoneme_ctc.py) with a tiny random wav2vec2 model.
+"""The optional phoneme CTC recogniser (pipeline/lipsync/phoneme_ctc.py) with a tiny random wav2vec2 model.
 
 Only the mechanics are checked here (offline loading, refusals, chunking, decoding, the aligner's
 path); a random model says nothing about accuracy, and no real weights are available in tests.
@@ -16,11 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from talkinghead.pipeline import phoneme_ctc  # noqa: E402
-from talkinghead.pipeline.audio import AudioClip  # noqa: E402
-from talkinghead.pipeline.errors import InputError  # noqa: E402
-from talkinghead.pipeline.phoneset import ARPABET  # noqa: E402
-from talkinghead.pipeline.viseme_track import SILENCE  # noqa: E402
+from talkinghead.pipeline.core.audio import AudioClip  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.lipsync import phoneme_ctc  # noqa: E402
+from talkinghead.pipeline.lipsync.phoneset import ARPABET  # noqa: E402
+from talkinghead.pipeline.lipsync.track import SILENCE  # noqa: E402
 
 VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "b", "aɪ", "m", "ɑː", "p", "ə", "t", "s", "iː", "ʃ", "oʊ", "ɹ"]
 VALID = set(ARPABET) | {SILENCE}
@@ -207,14 +207,14 @@ def test_decoding_timestamps_follow_the_frame_period_and_tail_silence():
 
 
 def test_align_speech_uses_the_phoneme_model_without_a_transcript(model, model_dir, monkeypatch):
-    from talkinghead.pipeline import speech_recognition
-    from talkinghead.pipeline.viseme_aligner import align_speech
+    from talkinghead.pipeline.lipsync import recognition as speech_recognition
+    from talkinghead.pipeline.lipsync.aligner import align_speech
 
     def no_pocketsphinx(*args, **kwargs):
         raise AssertionError("pocketsphinx recognition must not run when a phoneme model is given")
 
     monkeypatch.setattr(speech_recognition, "recognize_for_visemes", no_pocketsphinx)
-    from talkinghead.pipeline.speak import SpeakConfig, speak
+    from talkinghead.pipeline.speech.speak import SpeakConfig, speak
 
     clip = speak("Bob made a big map.", SpeakConfig()).audio
     track = align_speech(clip, fps=25, phoneme_model=model)

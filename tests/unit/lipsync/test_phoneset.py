@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from talkinghead.pipeline.phoneset import (
-    ARPABET, convert_speech_timings, espeak_to_arpabet, g2p_arpabet, parse_espeak_phonemes)
-from talkinghead.pipeline.speak import SpeakConfig, speak
-from talkinghead.pipeline.speech_timing import PhonemeTiming, SpeechTimings
-from talkinghead.pipeline.viseme_track import SILENCE
+from talkinghead.pipeline.lipsync.phoneset import (
+                                                   ARPABET, convert_speech_timings, espeak_to_arpabet, g2p_arpabet, parse_espeak_phonemes)
+from talkinghead.pipeline.lipsync.track import SILENCE
+from talkinghead.pipeline.speech.speak import SpeakConfig, speak
+from talkinghead.pipeline.speech.timing import PhonemeTiming, SpeechTimings
 
 VALID = set(ARPABET) | {SILENCE}
 

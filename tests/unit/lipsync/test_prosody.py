@@ -1,4 +1,4 @@
-"""Loudness and pitch per video frame (pipeline/prosody.py), and the life they drive (head_motion):
+"""Loudness and pitch per video frame (pipeline/lipsync/prosody.py), and the life they drive (head_motion):
 nods on stressed syllables, brows on pitch accents."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from talkinghead.pipeline.audio import AudioClip
-from talkinghead.pipeline.head_motion import life_schedule, pitch_accents, stress_peaks
-from talkinghead.pipeline.prosody import frame_prosody
-from talkinghead.pipeline.viseme_track import MOUTH_PARAMS, VISEMES, VisemeTrack
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.lipsync.prosody import frame_prosody
+from talkinghead.pipeline.lipsync.track import MOUTH_PARAMS, VISEMES, VisemeTrack
+from talkinghead.pipeline.render.head_motion import life_schedule, pitch_accents, stress_peaks
 
 
 def voice_like(f0_hz: np.ndarray, sample_rate: int, amplitude: float = 0.3) -> np.ndarray:
@@ -57,8 +57,8 @@ def test_loudness_follows_the_level_and_every_frame_has_values_at_any_fps():
 
 
 def test_speech_from_speak_has_a_plausible_voice_and_a_question_rises():
-    from talkinghead.pipeline.speak import speak
-    from talkinghead.pipeline.viseme_aligner import align_speech
+    from talkinghead.pipeline.lipsync.aligner import align_speech
+    from talkinghead.pipeline.speech.speak import speak
 
     def final_rise(text: str) -> tuple[float, VisemeTrack]:
         """Last voiced pitch of the last word over the lowest pitch in that word."""

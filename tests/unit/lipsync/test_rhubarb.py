@@ -1,4 +1,4 @@
-"""Rhubarb Lip Sync shapes, shape rules and JSON export (pipeline/rhubarb.py)."""
+"""Rhubarb Lip Sync shapes, shape rules and JSON export (pipeline/lipsync/rhubarb.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from talkinghead.pipeline import rhubarb
-from talkinghead.pipeline.rhubarb import (
-    allowed_shapes, allowed_shapes_per_frame, shape_per_frame, shape_rules, track_to_rhubarb, viseme_to_rhubarb,
-)
-from talkinghead.pipeline.speech_timing import PhonemeTiming as P
-from talkinghead.pipeline.viseme_track import VISEMES
-from talkinghead.pipeline.visemes import ARPABET_PHONES, VISEME_MOUTH, build_track
+from talkinghead.pipeline.lipsync import rhubarb
+from talkinghead.pipeline.lipsync.rhubarb import (
+                                                  allowed_shapes, allowed_shapes_per_frame, shape_per_frame, shape_rules, track_to_rhubarb, viseme_to_rhubarb,
+                                                  )
+from talkinghead.pipeline.lipsync.track import VISEMES
+from talkinghead.pipeline.lipsync.visemes import ARPABET_PHONES, VISEME_MOUTH, build_track
+from talkinghead.pipeline.speech.timing import PhonemeTiming as P
 
 
 from phone_sequences import seq  # noqa: E402
@@ -191,8 +191,8 @@ def test_shape_per_frame_and_reading_rhubarb_json():
 
 def test_accuracy_on_speech_from_speak():
     """Perfect phones from espeak-ng: our shapes must agree with Rhubarb's rules almost everywhere."""
-    speak = pytest.importorskip("talkinghead.pipeline.speak")
-    phoneset = pytest.importorskip("talkinghead.pipeline.phoneset")
+    speak = pytest.importorskip("talkinghead.pipeline.speech.speak")
+    phoneset = pytest.importorskip("talkinghead.pipeline.lipsync.phoneset")
     text = "Peter Piper picked a peck of pickled peppers. Would you like a bowl of soup?"
     try:
         spoken = speak.speak(text, speak.SpeakConfig())

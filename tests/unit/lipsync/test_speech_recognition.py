@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from talkinghead.pipeline import forced_align as fa
-from talkinghead.pipeline import speech_recognition as sr
-from talkinghead.pipeline.audio import AudioClip
-from talkinghead.pipeline.audio_dsp import resample
-from talkinghead.pipeline.errors import InputError
-from talkinghead.pipeline.phoneset import ARPABET, convert_speech_timings
-from talkinghead.pipeline.speak import SpeakConfig, speak
-from talkinghead.pipeline.viseme_track import SILENCE
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.core.audio_dsp import resample
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.lipsync import forced_align as fa
+from talkinghead.pipeline.lipsync import recognition as sr
+from talkinghead.pipeline.lipsync.phoneset import ARPABET, convert_speech_timings
+from talkinghead.pipeline.lipsync.track import SILENCE
+from talkinghead.pipeline.speech.speak import SpeakConfig, speak
 
 # Not the benchmark's sentences (tests/bench/viseme_corpus.py).
 SENTENCES = [
@@ -118,7 +118,7 @@ def test_progress_reported(spoken):
 
 
 def test_aligner_uses_it_without_transcript(spoken):
-    from talkinghead.pipeline.viseme_aligner import align_speech
+    from talkinghead.pipeline.lipsync.aligner import align_speech
 
     track = align_speech(spoken[0].audio, fps=25.0)
     assert track.method == "recognition"
@@ -133,7 +133,7 @@ def test_recognition_in_noise_is_better_with_noise_reduction(spoken, monkeypatch
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     try:
         import viseme_corpus as vc
     finally:

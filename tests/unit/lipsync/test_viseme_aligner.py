@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from talkinghead.pipeline.audio import AudioClip
-from talkinghead.pipeline.audio_dsp import resample
-from talkinghead.pipeline.errors import InputError
-from talkinghead.pipeline.speak import SpeakConfig, speak
-from talkinghead.pipeline.viseme_aligner import align_speech
-from talkinghead.pipeline.viseme_track import MOUTH_PARAMS, VISEMES, VisemeTrack
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.core.audio_dsp import resample
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.lipsync.aligner import align_speech
+from talkinghead.pipeline.lipsync.track import MOUTH_PARAMS, VISEMES, VisemeTrack
+from talkinghead.pipeline.speech.speak import SpeakConfig, speak
 
 SENTENCE = "Bob made a big map of the moon and a few very smooth blue boats."
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import bench_visemes as bv  # noqa: E402
 import viseme_corpus as vc  # noqa: E402
-from talkinghead.pipeline.speech_timing import PhonemeTiming  # noqa: E402
+from talkinghead.pipeline.speech.timing import PhonemeTiming  # noqa: E402
 
 
 def phones(*spec):

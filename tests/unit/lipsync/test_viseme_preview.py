@@ -1,4 +1,4 @@
-"""The timeline picture of a VisemeTrack (pipeline/viseme_preview.py)."""
+"""The timeline picture of a VisemeTrack (pipeline/lipsync/preview.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from talkinghead.pipeline.speech_timing import PhonemeTiming as P, WordTiming
-from talkinghead.pipeline.viseme_preview import render_timeline
-from talkinghead.pipeline.visemes import ARPABET_PHONES, build_track
+from talkinghead.pipeline.lipsync.preview import render_timeline
+from talkinghead.pipeline.lipsync.visemes import ARPABET_PHONES, build_track
+from talkinghead.pipeline.speech.timing import PhonemeTiming as P, WordTiming
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
 from phone_sequences import seq  # noqa: E402
@@ -51,8 +51,8 @@ def test_size_dtype_and_not_blank():
 def test_saves_a_preview_png():
     from PIL import Image
 
-    speak = pytest.importorskip("talkinghead.pipeline.speak")
-    phoneset = pytest.importorskip("talkinghead.pipeline.phoneset")
+    speak = pytest.importorskip("talkinghead.pipeline.speech.speak")
+    phoneset = pytest.importorskip("talkinghead.pipeline.lipsync.phoneset")
     try:
         spoken = speak.speak("Peter Piper picked a peck of pickled peppers. Would you like some soup?")
         phones = phoneset.convert_speech_timings(spoken.timings)

@@ -1,4 +1,4 @@
-"""Phones -> visemes and mouth parameters per video frame (pipeline/visemes.py)."""
+"""Phones -> visemes and mouth parameters per video frame (pipeline/lipsync/visemes.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from talkinghead.pipeline import visemes
-from talkinghead.pipeline.speech_timing import PhonemeTiming as P, WordTiming
-from talkinghead.pipeline.viseme_track import MOUTH_PARAMS, VISEMES, VisemeTrack
-from talkinghead.pipeline.visemes import (
-    ARPABET_PHONES, PHONE_TO_VISEME, VISEME_MOUTH, CoarticulationConfig, build_track, frame_visemes,
-)
+from talkinghead.pipeline.lipsync import visemes
+from talkinghead.pipeline.lipsync.track import MOUTH_PARAMS, VISEMES, VisemeTrack
+from talkinghead.pipeline.speech.timing import PhonemeTiming as P, WordTiming
+from talkinghead.pipeline.lipsync.visemes import (
+                                                  ARPABET_PHONES, PHONE_TO_VISEME, VISEME_MOUTH, CoarticulationConfig, build_track, frame_visemes,
+                                                  )
 
 JAW, WIDTH, ROUND, CLOSURE, TUCK = range(5)
 
@@ -31,7 +31,7 @@ def test_mapping_covers_every_arpabet_phone_and_silence():
 
 
 def test_same_phone_set_as_phoneset():
-    phoneset = pytest.importorskip("talkinghead.pipeline.phoneset")
+    phoneset = pytest.importorskip("talkinghead.pipeline.lipsync.phoneset")
     assert set(phoneset.ARPABET) == set(ARPABET_PHONES)
 
 
@@ -267,8 +267,8 @@ def test_build_track_round_trip():
 
 
 def test_realistic_speech_from_speak():
-    speak = pytest.importorskip("talkinghead.pipeline.speak")
-    phoneset = pytest.importorskip("talkinghead.pipeline.phoneset")
+    speak = pytest.importorskip("talkinghead.pipeline.speech.speak")
+    phoneset = pytest.importorskip("talkinghead.pipeline.lipsync.phoneset")
     try:
         spoken = speak.speak("Bob might buy a map.", speak.SpeakConfig())
     except Exception as exc:  # espeak-ng missing in this environment

@@ -18,12 +18,12 @@ from skimage import data  # noqa: E402
 
 from talkinghead.nodes import comfy_env  # noqa: E402
 from talkinghead.nodes.registry import NODE_CLASS_MAPPINGS  # noqa: E402
-from talkinghead.pipeline.diffusion import cache_keys, free_models  # noqa: E402
-from talkinghead.pipeline.diffusion.convert import save_single_file_checkpoint  # noqa: E402
-from talkinghead.pipeline.diffusion.random_models import build, save_motion_adapter_file  # noqa: E402
-from talkinghead.pipeline.errors import InputError  # noqa: E402
-from talkinghead.pipeline.reference_encoder import encode_reference  # noqa: E402
-from talkinghead.pipeline.viseme_track import MOUTH_PARAMS, VISEMES, VisemeTrack  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.face.encoder import encode_reference  # noqa: E402
+from talkinghead.pipeline.lipsync.track import MOUTH_PARAMS, VISEMES, VisemeTrack  # noqa: E402
+from talkinghead.pipeline.render.diffusion import cache_keys, free_models  # noqa: E402
+from talkinghead.pipeline.render.diffusion.convert import save_single_file_checkpoint  # noqa: E402
+from talkinghead.pipeline.render.diffusion.random_models import build, save_motion_adapter_file  # noqa: E402
 
 Sampler = NODE_CLASS_MAPPINGS["TalkingHeadTemporalSampler"]
 DIFFUSION_INPUTS = ("engine", "checkpoint", "motion_module", "controlnet", "vae", "strength", "steps", "guidance",

@@ -14,10 +14,10 @@ pytest.importorskip("mediapipe")
 
 from talkinghead.nodes import comfy_env  # noqa: E402
 from talkinghead.nodes.headless.executor import NodeExecutionError, run_graph  # noqa: E402
-from talkinghead.pipeline.errors import InputError  # noqa: E402
-from talkinghead.pipeline.reference import Reference  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.face.reference import Reference  # noqa: E402
 
-WORKFLOW = Path(__file__).resolve().parents[2] / "workflows" / "api" / "reference_encoder.api.json"
+WORKFLOW = Path(__file__).resolve().parents[3] / "workflows" / "api" / "reference_encoder.api.json"
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ pytest.importorskip("c2pa")
 from skimage import data  # noqa: E402
 
 from talkinghead.nodes.watermark import TalkingHeadWatermark, TalkingHeadWatermarkDetect  # noqa: E402
-from talkinghead.pipeline.audio import AudioClip  # noqa: E402
-from talkinghead.pipeline.errors import InputError  # noqa: E402
-from talkinghead.pipeline.ffmpeg import find_ffmpeg  # noqa: E402
-from talkinghead.pipeline.publish import publish  # noqa: E402
+from talkinghead.pipeline.core.audio import AudioClip  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.core.ffmpeg import find_ffmpeg  # noqa: E402
+from talkinghead.pipeline.publish.publish import publish  # noqa: E402
 
 
 def clip_frames(count=50, size=256):

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from talkinghead.pipeline import clip_tokens
-from talkinghead.pipeline.errors import InputError
-from talkinghead.pipeline.prompt_refiner import (
-    PromptPolicyError,
-    RefinedPrompt,
-    refine_prompt,
-)
-from talkinghead.pipeline.prompt_rules import RULES_ENV_VAR, SHIPPED_RULES_PATH, load_rules
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.prompt import clip_tokens
+from talkinghead.pipeline.prompt.refiner import (
+                                                 PromptPolicyError,
+                                                 RefinedPrompt,
+                                                 refine_prompt,
+                                                 )
+from talkinghead.pipeline.prompt.rules import RULES_ENV_VAR, SHIPPED_RULES_PATH, load_rules
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 INFERRED = ("head and shoulders portrait, looking at the camera, eye level, soft even lighting, 85mm lens, "
             "shallow depth of field, plain neutral background, photorealistic, sharp focus on the eyes, "
@@ -325,7 +325,7 @@ def test_deterministic_and_json_round_trip():
 
 
 def test_deterministic_across_processes():
-    script = ("import sys; from talkinghead.pipeline.prompt_refiner import refine_prompt; "
+    script = ("import sys; from talkinghead.pipeline.prompt.refiner import refine_prompt; "
               "sys.stdout.write(refine_prompt('Smiling, frowning woman, red hair, blonde hair, night', "
               "preset='outdoor').to_json())")
     outputs = set()
@@ -579,7 +579,7 @@ def tiny_language_model(tmp_path_factory):
 
 
 def test_language_model_rewriter_plumbing(tiny_language_model, monkeypatch):
-    from talkinghead.pipeline.prompt_rewriter import LanguageModelRewriter, load_rewriter
+    from talkinghead.pipeline.prompt.rewriter import LanguageModelRewriter, load_rewriter
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder, vocabulary = tiny_language_model
@@ -595,7 +595,7 @@ def test_language_model_rewriter_plumbing(tiny_language_model, monkeypatch):
 
 
 def test_language_model_folder_is_checked(tmp_path):
-    from talkinghead.pipeline.prompt_rewriter import LanguageModelRewriter
+    from talkinghead.pipeline.prompt.rewriter import LanguageModelRewriter
 
     with pytest.raises(InputError) as caught:
         LanguageModelRewriter(str(tmp_path))
@@ -708,9 +708,9 @@ def test_wheel_ships_vocabulary_rules_and_licence(tmp_path):
     (wheel,) = out.glob("talkinghead-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
-    for expected in ("talkinghead/pipeline/data/bpe_simple_vocab_16e6.txt.gz", "talkinghead/pipeline/data/prompt_rules.toml",
-                     "talkinghead/pipeline/data/LICENSE-clip-bpe.txt", "talkinghead/pipeline/prompt_refiner.py",
-                     "talkinghead/pipeline/clip_tokens.py", "talkinghead/nodes/prompt.py"):
+    for expected in ("talkinghead/pipeline/prompt/data/bpe_simple_vocab_16e6.txt.gz", "talkinghead/pipeline/prompt/data/prompt_rules.toml",
+                     "talkinghead/pipeline/prompt/data/LICENSE-clip-bpe.txt", "talkinghead/pipeline/prompt/refiner.py",
+                     "talkinghead/pipeline/prompt/clip_tokens.py", "talkinghead/nodes/prompt.py"):
         assert expected in names
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -722,7 +722,7 @@ class Block(importlib.abc.MetaPathFinder):
         if name.split('.')[0] in ('torch', 'transformers', 'tokenizers', 'open_clip', 'comfy', 'folder_paths'):
             raise ImportError('blocked for the test: ' + name)
 sys.meta_path.insert(0, Block())
-from talkinghead.pipeline.prompt_refiner import refine_prompt
+from talkinghead.pipeline.prompt.refiner import refine_prompt
 refined = refine_prompt('A grinning woman, red hair, blonde hair', preset='studio')
 assert refined.positive.startswith('a smiling woman, blonde hair, head and shoulders portrait'), refined.positive
 print(refined.positive_tokens)

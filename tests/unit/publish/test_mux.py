@@ -17,16 +17,16 @@ import av
 import numpy as np
 import pytest
 
-from talkinghead.pipeline import ffmpeg as ffmpeg_module
-from talkinghead.pipeline import mux as mux_module
-from talkinghead.pipeline.audio import AudioClip
-from talkinghead.pipeline.errors import InputError, ToolError
-from talkinghead.pipeline.mux import (
-    DURATION_POLICIES,
-    fps_to_fraction,
-    measure_av_sync,
-    mux,
-)
+from talkinghead.pipeline.core import ffmpeg as ffmpeg_module
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.core.errors import InputError, ToolError
+from talkinghead.pipeline.publish import mux as mux_module
+from talkinghead.pipeline.publish.mux import (
+                                              DURATION_POLICIES,
+                                              fps_to_fraction,
+                                              measure_av_sync,
+                                              mux,
+                                              )
 
 WIDTH, HEIGHT = 64, 48
 FPS_VALUES = (23.976, 24, 25, 29.97, 30, 60)

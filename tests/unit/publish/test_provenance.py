@@ -21,20 +21,20 @@ from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
 
-from talkinghead.pipeline import provenance  # noqa: E402
-from talkinghead.pipeline.audio import AudioClip  # noqa: E402
-from talkinghead.pipeline.errors import InputError, ToolError  # noqa: E402
-from talkinghead.pipeline.ffmpeg import run_ffmpeg  # noqa: E402
-from talkinghead.pipeline.mux import mux  # noqa: E402
-from talkinghead.pipeline.provenance import (  # noqa: E402
-    DIGITAL_SOURCE_TYPE,
-    ProvenanceInfo,
-    file_sha256,
-    local_identity,
-    read_manifest,
-    sign_mp4,
-    user_identity,
-)
+from talkinghead.pipeline.core.audio import AudioClip  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError, ToolError  # noqa: E402
+from talkinghead.pipeline.core.ffmpeg import run_ffmpeg  # noqa: E402
+from talkinghead.pipeline.publish import provenance  # noqa: E402
+from talkinghead.pipeline.publish.mux import mux  # noqa: E402
+from talkinghead.pipeline.publish.provenance import (  # noqa: E402
+                                                     DIGITAL_SOURCE_TYPE,
+                                                     ProvenanceInfo,
+                                                     file_sha256,
+                                                     local_identity,
+                                                     read_manifest,
+                                                     sign_mp4,
+                                                     user_identity,
+                                                     )
 
 REF_SHA = "ab" * 32
 AUDIO_SHA = "cd" * 32

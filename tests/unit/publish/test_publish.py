@@ -7,13 +7,13 @@ import pytest
 
 pytest.importorskip("c2pa")
 
-from talkinghead.pipeline.audio import AudioClip  # noqa: E402
-from talkinghead.pipeline.errors import InputError  # noqa: E402
-from talkinghead.pipeline.mux import mux  # noqa: E402
-from talkinghead.pipeline.provenance import read_manifest  # noqa: E402
-from talkinghead.pipeline.publish import GENERATOR_ID, audio_sha256, publish  # noqa: E402
-from talkinghead.pipeline.visible_label import LabelConfig, LabelPainter  # noqa: E402
-from talkinghead.pipeline.watermark import parse_payload  # noqa: E402
+from talkinghead.pipeline.core.audio import AudioClip  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.publish.mux import mux  # noqa: E402
+from talkinghead.pipeline.publish.provenance import read_manifest  # noqa: E402
+from talkinghead.pipeline.publish.publish import GENERATOR_ID, audio_sha256, publish  # noqa: E402
+from talkinghead.pipeline.publish.visible_label import LabelConfig, LabelPainter  # noqa: E402
+from talkinghead.pipeline.publish.watermark import parse_payload  # noqa: E402
 
 FPS = 25
 
@@ -92,7 +92,7 @@ def test_small_clips_are_read_back_and_an_unreadable_mark_is_said(clip, tmp_path
     assert tiny.watermark_readable is False
     assert any("could not be read back" in n and "96" in n for n in tiny.notes)
     # clips above the limit are not decoded again; the mark off means nothing to check
-    import talkinghead.pipeline.publish as publish_module
+    import talkinghead.pipeline.publish.publish as publish_module
 
     monkeypatch.setattr(publish_module, "READBACK_MAX_PIXEL_FRAMES", 384 * 384 * 49)
     assert publish(frames, audio, FPS, str(tmp_path / "big.mp4"), content_credentials=False).watermark_readable is None

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import bench_watermark as bw  # noqa: E402
-from talkinghead.pipeline import watermark as wm  # noqa: E402
-from talkinghead.pipeline.errors import InputError  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.publish import watermark as wm  # noqa: E402
 
 PAYLOAD_FIELDS = dict(generator_id=7, clip_id=42, unix_time_s=1764547200)
 

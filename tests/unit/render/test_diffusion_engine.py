@@ -1,4 +1,4 @@
-"""The diffusion engine's sampling loop (pipeline/diffusion/sampler.py) on tiny random models.
+"""The diffusion engine's sampling loop (pipeline/render/diffusion/sampler.py) on tiny random models.
 
 The models are built in code (random_models.build("tiny"): a 2-level UNet with cross-attention
 width 32, a motion adapter and a ControlNet of the same shape, a 4-level VAE, a 2-layer CLIP text
@@ -21,10 +21,10 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 pytest.importorskip("cv2")
 
-from talkinghead.pipeline.diffusion import DiffusionSettings, diffuse_frames, models_from_objects  # noqa: E402
-from talkinghead.pipeline.diffusion.control import draw_landmark_map, face_mask  # noqa: E402
-from talkinghead.pipeline.diffusion.random_models import build  # noqa: E402
-from talkinghead.pipeline.diffusion.windows import border_frames  # noqa: E402
+from talkinghead.pipeline.render.diffusion import DiffusionSettings, diffuse_frames, models_from_objects  # noqa: E402
+from talkinghead.pipeline.render.diffusion.control import draw_landmark_map, face_mask  # noqa: E402
+from talkinghead.pipeline.render.diffusion.random_models import build  # noqa: E402
+from talkinghead.pipeline.render.diffusion.windows import border_frames  # noqa: E402
 
 SIZE = 64
 
@@ -216,8 +216,8 @@ MEMORY_SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from unit.test_diffusion_engine import video
-    from talkinghead.pipeline.diffusion import DiffusionSettings, diffuse_frames, models_from_objects
-    from talkinghead.pipeline.diffusion.random_models import build
+    from talkinghead.pipeline.render.diffusion import DiffusionSettings, diffuse_frames, models_from_objects
+    from talkinghead.pipeline.render.diffusion.random_models import build
     n = int(sys.argv[1])
     m = build("tiny", seed=0)
     models = models_from_objects(m.unet, m.vae, m.text_encoder, m.motion_adapter, None)
@@ -246,7 +246,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc for RSS")
 def test_peak_memory_is_flat_in_clip_length(tmp_path):
-    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tests = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     script = tmp_path / "memory.py"
     script.write_text(MEMORY_SCRIPT.format(tests=tests))
     results = {}

@@ -1,4 +1,4 @@
-"""Loading the diffusion engine's models offline (pipeline/diffusion/loading.py, convert.py).
+"""Loading the diffusion engine's models offline (pipeline/render/diffusion/loading.py, convert.py).
 
 Tiny random models are saved in the layouts users have (an SD single-file checkpoint in the
 original LDM layout, a diffusers pipeline folder, an AnimateDiff motion module in its original
@@ -21,14 +21,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
-from talkinghead.pipeline.diffusion import (  # noqa: E402
-    DiffusionSettings, cache_keys, diffuse_frames, free_models, load_models,
-)
-from talkinghead.pipeline.diffusion.convert import save_controlnet_file, save_single_file_checkpoint  # noqa: E402
-from talkinghead.pipeline.diffusion.random_models import (  # noqa: E402
-    build, save_diffusers_folder, save_motion_adapter_file,
-)
-from talkinghead.pipeline.errors import InputError  # noqa: E402
+from talkinghead.pipeline.render.diffusion import (  # noqa: E402
+                                                   DiffusionSettings, cache_keys, diffuse_frames, free_models, load_models,
+                                                   )
+from talkinghead.pipeline.render.diffusion.convert import save_controlnet_file, save_single_file_checkpoint  # noqa: E402
+from talkinghead.pipeline.render.diffusion.random_models import (  # noqa: E402
+                                                                 build, save_diffusers_folder, save_motion_adapter_file,
+                                                                 )
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

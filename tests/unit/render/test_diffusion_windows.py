@@ -1,14 +1,14 @@
-"""Context windows and their fuse weights (pipeline/diffusion/windows.py): plain numpy, no models."""
+"""Context windows and their fuse weights (pipeline/render/diffusion/windows.py): plain numpy, no models."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from talkinghead.pipeline.diffusion.windows import (
-    border_frames, check_window, coverage, window_starts, window_weights, windows,
-)
-from talkinghead.pipeline.errors import InputError
+from talkinghead.pipeline.render.diffusion.windows import (
+                                                           border_frames, check_window, coverage, window_starts, window_weights, windows,
+                                                           )
+from talkinghead.pipeline.core.errors import InputError
 
 
 @pytest.mark.parametrize("n,length,overlap", [(100, 16, 4), (16, 16, 4), (5, 16, 4), (17, 16, 0), (256, 16, 8), (33, 8, 7)])

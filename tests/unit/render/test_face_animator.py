@@ -1,4 +1,4 @@
-"""The weight-free animator (face_animator) on a real portrait: what a viewer would notice."""
+"""The weight-free animator (render/weight_free.py) on a real portrait: what a viewer would notice."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ pytest.importorskip("mediapipe")
 
 from skimage import data  # noqa: E402
 
-from talkinghead.pipeline.errors import InputError  # noqa: E402
-from talkinghead.pipeline.face_animator import (  # noqa: E402
-    EYELID_PAIRS, INNER_LIP_LOWER, INNER_LIP_UPPER, NOSE_TIP, RenderedFrame, SamplerConfig, render_frames)
-from talkinghead.pipeline.reference_encoder import encode_reference  # noqa: E402
-from talkinghead.pipeline.viseme_track import MOUTH_PARAMS, VISEMES, VisemeTrack  # noqa: E402
-from talkinghead.pipeline.visemes import build_track  # noqa: E402
-from talkinghead.pipeline.speech_timing import PhonemeTiming, WordTiming  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.render.weight_free import (  # noqa: E402
+                                                     EYELID_PAIRS, INNER_LIP_LOWER, INNER_LIP_UPPER, NOSE_TIP, RenderedFrame, SamplerConfig, render_frames)
+from talkinghead.pipeline.face.encoder import encode_reference  # noqa: E402
+from talkinghead.pipeline.lipsync.track import MOUTH_PARAMS, VISEMES, VisemeTrack  # noqa: E402
+from talkinghead.pipeline.lipsync.visemes import build_track  # noqa: E402
+from talkinghead.pipeline.speech.timing import PhonemeTiming, WordTiming  # noqa: E402
 
 REST = (0.03, 0.45, 0.10, 0.65, 0.0)          # the track's silence shape: shows the reference's mouth
 AA = (1.0, 0.5, 0.0, 0.0, 0.0)

@@ -19,16 +19,16 @@ pytest.importorskip("mediapipe")
 
 from skimage import data  # noqa: E402
 
-from talkinghead.pipeline.artifact_plot import render_artifact_plot  # noqa: E402
-from talkinghead.pipeline.artifact_report import (  # noqa: E402
-    ArtifactReport,
-    lag_by_cross_correlation,
-    load_clip,
-    score_clip,
-)
-from talkinghead.pipeline.audio import AudioClip  # noqa: E402
-from talkinghead.pipeline.errors import InputError  # noqa: E402
-from talkinghead.pipeline.reference_encoder import encode_reference  # noqa: E402
+from talkinghead.pipeline.report.plot import render_artifact_plot  # noqa: E402
+from talkinghead.pipeline.report.artifact_report import (  # noqa: E402
+                                                         ArtifactReport,
+                                                         lag_by_cross_correlation,
+                                                         load_clip,
+                                                         score_clip,
+                                                         )
+from talkinghead.pipeline.core.audio import AudioClip  # noqa: E402
+from talkinghead.pipeline.core.errors import InputError  # noqa: E402
+from talkinghead.pipeline.face.encoder import encode_reference  # noqa: E402
 
 FPS = 25.0
 SR = 16000
@@ -228,7 +228,7 @@ def test_node_scores_an_image_batch(reference):
     torch = pytest.importorskip("torch")
     from talkinghead.nodes.artifacts import TalkingHeadArtifactReport
     from talkinghead.nodes.comfy_env import clip_to_audio
-    from talkinghead.pipeline.viseme_track import VisemeTrack
+    from talkinghead.pipeline.lipsync.track import VisemeTrack
 
     frames = np.stack([reference.frame] * 12).astype(np.float32) / 255.0
     _, audio = speech_like(12 / FPS + 0.1)
@@ -248,9 +248,9 @@ def test_node_scores_an_image_batch(reference):
 
 
 def test_cli_scores_an_mp4(reference, tmp_path):
-    from talkinghead.pipeline.mux import mux
+    from talkinghead.pipeline.publish.mux import mux
 
-    from talkinghead.pipeline.viseme_track import VisemeTrack
+    from talkinghead.pipeline.lipsync.track import VisemeTrack
 
     s, audio = speech_like(1.6, seed=5)
     frames, signal = talking_frames(reference, s, 0.0, 40)

@@ -15,11 +15,11 @@ pytest.importorskip("mediapipe")
 
 from skimage import data  # noqa: E402
 
-from talkinghead.pipeline.artifact_report import score_clip  # noqa: E402
-from talkinghead.pipeline.face_animator import SamplerConfig, render_frames  # noqa: E402
-from talkinghead.pipeline.reference_encoder import encode_reference  # noqa: E402
-from talkinghead.pipeline.speak import SpeakConfig, speak  # noqa: E402
-from talkinghead.pipeline.viseme_aligner import align_speech  # noqa: E402
+from talkinghead.pipeline.face.encoder import encode_reference  # noqa: E402
+from talkinghead.pipeline.lipsync.aligner import align_speech  # noqa: E402
+from talkinghead.pipeline.render.weight_free import SamplerConfig, render_frames  # noqa: E402
+from talkinghead.pipeline.report.artifact_report import score_clip  # noqa: E402
+from talkinghead.pipeline.speech.speak import SpeakConfig, speak  # noqa: E402
 
 FPS = 25
 SCRIPT = ("Bob made a big map of the moon. Wow, how bold! Please pass the paper, Pam. "

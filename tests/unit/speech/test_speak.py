@@ -11,18 +11,18 @@ import wave
 import numpy as np
 import pytest
 
-from talkinghead.pipeline import speak as speak_mod
-from talkinghead.pipeline.errors import InputError
-from talkinghead.pipeline.speak import (
-    MAX_BLOCK_CHARS,
-    SpeakConfig,
-    _iter_blocks,
-    iter_speech,
-    list_voices,
-    speak,
-    speak_to_wav,
-)
-from talkinghead.pipeline.speech_timing import SpeechTimings
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.speech import speak as speak_mod
+from talkinghead.pipeline.speech.speak import (
+                                               MAX_BLOCK_CHARS,
+                                               SpeakConfig,
+                                               _iter_blocks,
+                                               iter_speech,
+                                               list_voices,
+                                               speak,
+                                               speak_to_wav,
+                                               )
+from talkinghead.pipeline.speech.timing import SpeechTimings
 
 SCRIPT = ("Hello there, my friend. We went home after the long market day. "
           "Please bring me a cup of black coffee.")
@@ -369,7 +369,7 @@ def test_event_struct_matches_the_c_layout():
     # espeak_EVENT on LP64: id (the union) at offset 32 after the 8-aligned user_data pointer.
     import ctypes
 
-    from talkinghead.pipeline import espeak
+    from talkinghead.pipeline.speech import espeak
 
     if ctypes.sizeof(ctypes.c_void_p) == 8:
         assert ctypes.sizeof(espeak._Event) == 40
@@ -381,7 +381,7 @@ def test_timings_keep_the_first_word_after_many_phoneme_lookups(calls):
     # espeak-ng loses the events of the first word of the synthesis that follows ~55-150
     # espeak_TextToPhonemes calls (forced alignment makes one or two per transcript word), while
     # the audio is complete; Speak's timings then had no "Bob" in CI.
-    from talkinghead.pipeline import espeak
+    from talkinghead.pipeline.speech import espeak
 
     lib = espeak.library()
     with espeak.LOCK:
