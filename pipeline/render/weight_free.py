@@ -34,7 +34,7 @@ which shows the reference's own mouth: a silent frame with a still head is the r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Optional
 
 import cv2
@@ -43,6 +43,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..face.reference import Reference
 from ..lipsync.track import VisemeTrack
+from .framing import DEFAULT_MAX_SIDE_PX, apply_framing, choose_framing
 from .head_motion import LifeConfig, LifeSchedule, life_schedule
 from .mouth_interior import InteriorConfig, MouthColours, measure_colours, paint_mouth_interior
 
@@ -68,6 +69,10 @@ NOSE_TIP = {"mediapipe_478": 4, "ibug_68": 30}
 BASES = ("jaw", "upper_lip", "lower_lip", "corners", "blink_left", "blink_right", "brows")
 
 MAX_SIDE_PX = 4096
+#: OpenCV's remap takes maps shorter than SHRT_MAX (32,767) per side; point lists are sampled in
+#: rows of REMAP_CHUNK.
+REMAP_MAX_SIDE = 32767
+REMAP_CHUNK = 16384
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,11 @@ class SamplerConfig:
     """Settings of the weight-free animator.
 
     Attributes:
-        width, height: output size in px; None keeps the reference's. Another aspect ratio scales the
-            reference to cover the output and crops around the face (never stretches it).
+        width, height: output size in px; None for the default framing (the reference's size capped at
+            `max_side_px` on the long side, even, cropped around the head rather than shrunk when the
+            portrait is much larger than the face: see `framing`). An explicit size scales the reference
+            to cover it and crops around the face (never stretches it); one of them alone keeps the aspect.
+        max_side_px: the default framing's long-side cap, px.
         motion_strength: 0 still head (only mouth and blinks move) .. 1 natural .. 2 lively.
         blink_rate_per_min: mean blinks per minute (0: none; people blink ~15-20 times a minute).
         seed: random seed of blink times and head motion.
@@ -100,6 +108,7 @@ class SamplerConfig:
 
     width: Optional[int] = None
     height: Optional[int] = None
+    max_side_px: int = DEFAULT_MAX_SIDE_PX
     motion_strength: float = 1.0
     blink_rate_per_min: float = 15.0
     seed: int = 0
@@ -152,31 +161,36 @@ def _frame_axes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
 
 def _sample(field_hw2: np.ndarray, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     """Bilinear samples of a coarse [h, w, C] float32 field at fractional grid coords (same shape as gx)."""
-    return cv2.remap(field_hw2, gx.astype(np.float32), gy.astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    gx, gy = gx.astype(np.float32), gy.astype(np.float32)
+    if max(gx.shape) < REMAP_MAX_SIDE:
+        return cv2.remap(field_hw2, gx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # cv2.remap refuses maps with a side >= SHRT_MAX (a large face gives ~10^5 dense points in one
+    # row): sample the points as rows of a bounded width instead
+    flat_x, flat_y = gx.ravel(), gy.ravel()
+    rows = -(-flat_x.size // REMAP_CHUNK)
+    pad = rows * REMAP_CHUNK - flat_x.size
+    mx = np.pad(flat_x, (0, pad)).reshape(rows, REMAP_CHUNK)
+    my = np.pad(flat_y, (0, pad)).reshape(rows, REMAP_CHUNK)
+    out = cv2.remap(field_hw2, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    channels = out.shape[2:] if out.ndim == 3 else ()
+    return out.reshape((rows * REMAP_CHUNK,) + channels)[: flat_x.size].reshape(gx.shape + channels)
 
 
-def _fit_to_output(reference: Reference, width: int, height: int):
-    """(frame, landmarks, landmarks_68) scaled to cover width x height and cropped around the face."""
+def _fit_to_output(reference: Reference, config: SamplerConfig, width: Optional[int], height: Optional[int]):
+    """(frame, landmarks, landmarks_68, framing): the reference framed for the output (see `framing`)."""
     frame = reference.frame
     h, w = frame.shape[:2]
     lm = reference.landmarks_xy.astype(np.float64)
     lm68 = reference.landmarks_68.astype(np.float64)
-    if (w, h) == (width, height):
-        return frame, lm, lm68
-    scale = max(width / w, height / h)
-    sw, sh = max(width, int(round(w * scale))), max(height, int(round(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
-    resized = cv2.resize(frame, (sw, sh), interpolation=interp)
-    sx, sy = sw / w, sh / h
-    centre = lm68.mean(0) * (sx, sy)
-    x0 = int(np.clip(round(centre[0] - width / 2), 0, sw - width))
-    y0 = int(np.clip(round(centre[1] - height / 2), 0, sh - height))
-    out = np.ascontiguousarray(resized[y0:y0 + height, x0:x0 + width])
-    # cv2.resize maps pixel centres: x_new + 0.5 = (x + 0.5) * s
+    box = (*lm68.min(0), *lm68.max(0))
+    framing = choose_framing(w, h, box, width, height, max_side_px=config.max_side_px)
+    if (framing.width, framing.height) == (w, h):
+        return frame, lm, lm68, framing
+    out, matrix = apply_framing(frame, framing)
+
     def tf(p):
-        return (p + 0.5) * (sx, sy) - 0.5 - (x0, y0)
-    return out, tf(lm), tf(lm68)
+        return p @ matrix[:, :2].T + matrix[:, 2]
+    return out, tf(lm), tf(lm68), framing
 
 
 # ---------------------------------------------------------------------------------------- eyelids
@@ -706,12 +720,10 @@ def _check_number(name: str, value, lo: float, hi: float, fix: str) -> float:
     return float(value)
 
 
-def _check_size(name: str, value, default: int) -> int:
-    if value is None:
-        return default
+def _check_size(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 16 <= int(value) <= MAX_SIDE_PX:
         raise InputError(name, f"must be a whole number of pixels from 16 to {MAX_SIDE_PX}, got {value!r}",
-                         "Leave it empty to use the reference's size, or give e.g. 512")
+                         "Leave it empty (0 in the node) for the default framing, or give e.g. 512")
     return int(value)
 
 
@@ -750,15 +762,18 @@ def render_frames(reference: Reference, track: VisemeTrack, config: SamplerConfi
                           "Use blinks per minute: 0 for none, 15-20 is natural")
     if isinstance(config.seed, bool) or not isinstance(config.seed, (int, np.integer)) or config.seed < 0:
         raise InputError("seed", f"must be a whole number >= 0, got {config.seed!r}", "Use e.g. 0")
-    h, w = reference.frame.shape[:2]
-    width = _check_size("width", config.width, w)
-    height = _check_size("height", config.height, h)
-    frame, lm, lm68 = _fit_to_output(reference, width, height)
+    width = None if config.width is None else _check_size("width", config.width)
+    height = None if config.height is None else _check_size("height", config.height)
+    max_side = _check_size("max_side_px", config.max_side_px)
+    if max_side != config.max_side_px:
+        config = replace(config, max_side_px=max_side)
+    frame, lm, lm68, framing = _fit_to_output(reference, config, width, height)
     rig = FaceRig(frame, lm, lm68, reference.landmark_layout, config)
     mouth = np.clip(np.nan_to_num(np.asarray(track.mouth, np.float32)), 0.0, 1.0)
     prosody = (track.loudness, track.pitch_hz) if track.has_prosody else (None, None)
     life = life_schedule(mouth[:, 0], float(track.fps), int(config.seed), motion, blink, config.life, *prosody)
     stream = FrameStream(rig, mouth, life, float(track.fps), config, progress)
+    stream.framing = framing
     # for the content credentials of whatever is made from these frames (see publish/publish.py)
     from ..core.content_hash import image_sha256
 

@@ -1,0 +1,334 @@
+"""Real portraits and real speech through the default path: renders or refuses, mouth motion re-measured on the MP4.
+
+Reads `../shared/realworld` (or $TALKINGHEAD_REALWORLD_DIR) at run time; when it is absent this says so
+and stops. Those files are third-party media with no reuse licence: nothing made from them is written
+into the repository. Numbers go to stdout (and docs/benchmarks.md through run_all.py); contact sheets
+(12 frames, mouth crops enlarged) go to tests/artifacts/realworld/ (git-ignored) for people to look at.
+
+Per portrait, twice (real English speech from the corpus without a transcript, and Speak's timings):
+the default pipeline (ReferenceEncoder -> VisemeAligner -> TemporalSampler at its default size -> Mux
+with watermark and C2PA) or the refusal message; then, independently of the renderer, MediaPipe
+FaceMesh on the decoded MP4: inner-lip gap (landmarks 13-14) / inter-ocular distance (33-263) per
+frame: its std, p90, share of frames over 0.08, the share of P/B/M frames (per the track) under 0.02,
+Pearson r against the opening the renderer meant to show; the closed-lid colour difference (CIEDE2000)
+against the upper-lid skin next to it at full blinks; wall time per second of speech. The same mouth
+measures on every talking video in the corpus form the reference, in the same run.
+
+Run: python tests/bench/bench_realworld.py [--only NAME_PART] [--max-speech-s 10] [--sheets DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_CORPUS = REPO.parent / "shared" / "realworld"
+SHEETS_DIR = REPO / "tests" / "artifacts" / "realworld"
+UPPER_INNER_LIP, LOWER_INNER_LIP, EYE_OUTER_LEFT, EYE_OUTER_RIGHT = 13, 14, 33, 263
+SCRIPT = ("Bob made a big map of the moon. We walked along the beach, and five brave foxes leaped over "
+          "the fence. Who knew the blue balloon would float all the way up to the roof?")
+#: Targets of issue 17 (relative to the corpus's real talking videos, measured in the same run).
+STD_RATIO_MIN, P90_RATIO_RANGE, CLOSURE_MIN, R_MIN, DE_MAX, RTF_MAX = 0.8, (0.8, 1.25), 0.90, 0.8, 8.0, 0.5
+
+
+class MouthMeter:
+    """FaceMesh (468 points, tracking mode) on a sequence of RGB frames: the mouth gap / IOD per frame."""
+
+    def __init__(self):
+        import mediapipe as mp
+
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
+                                                     refine_landmarks=False, min_detection_confidence=0.3)
+
+    def points(self, rgb: np.ndarray):
+        result = self._mesh.process(np.ascontiguousarray(rgb))
+        if not result.multi_face_landmarks:
+            return None
+        h, w = rgb.shape[:2]
+        return np.array([(p.x * w, p.y * h) for p in result.multi_face_landmarks[0].landmark], np.float64)
+
+    def gap(self, rgb: np.ndarray) -> float:
+        p = self.points(rgb)
+        if p is None:
+            return float("nan")
+        iod = np.linalg.norm(p[EYE_OUTER_RIGHT] - p[EYE_OUTER_LEFT])
+        return float(np.linalg.norm(p[LOWER_INNER_LIP] - p[UPPER_INNER_LIP]) / max(iod, 1e-6))
+
+    def close(self):
+        self._mesh.close()
+
+
+def decode_frames(path: Path, max_frames: int | None = None):
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or 25)
+        for i, frame in enumerate(container.decode(stream)):
+            if max_frames is not None and i >= max_frames:
+                break
+            yield fps, frame.to_ndarray(format="rgb24")
+
+
+def mouth_stats(gaps: np.ndarray) -> dict:
+    valid = gaps[np.isfinite(gaps)]
+    if len(valid) == 0:
+        return {"found": 0.0, "std": float("nan"), "p90": float("nan"), "over_0_08": float("nan")}
+    return {"found": len(valid) / len(gaps), "std": float(np.std(valid)), "p90": float(np.percentile(valid, 90)),
+            "over_0_08": float(np.mean(valid > 0.08))}
+
+
+def measure_video(path: Path, max_s: float) -> dict:
+    meter = MouthMeter()
+    try:
+        gaps = []
+        for fps, rgb in decode_frames(path):
+            if len(gaps) >= max_s * fps:
+                break
+            gaps.append(meter.gap(rgb))
+    finally:
+        meter.close()
+    return mouth_stats(np.array(gaps))
+
+
+def lid_delta_e(reference_frame: np.ndarray, frames: list, landmarks: list, eyes_68: list) -> float:
+    """Median CIEDE2000 between the closed eye (inside the reference's eye outline, moved with the
+    frame) and the upper-lid skin just above it in the reference; one value per full blink frame."""
+    import cv2
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    out = []
+    for image, p in zip(frames, landmarks):
+        for idx in eyes_68:
+            eye = p[idx]
+            iod = np.linalg.norm(p[36:42].mean(0) - p[42:48].mean(0))
+            mask = np.zeros(image.shape[:2], np.uint8)
+            cv2.fillPoly(mask, [np.round(eye).astype(np.int32)], 1)
+            mask = cv2.erode(mask, np.ones((3, 3), np.uint8))
+            if mask.sum() < 4:
+                continue
+            # lid skin: a band above the upper lid, 0.06-0.14 IOD up, within the eye's width
+            upper = eye[1:3].mean(0)
+            x0, x1 = int(eye[:, 0].min()), int(eye[:, 0].max()) + 1
+            y1 = int(round(upper[1] - 0.06 * iod))
+            y0 = int(round(upper[1] - 0.14 * iod))
+            band = reference_frame[max(0, y0):max(1, y1), max(0, x0):x1]
+            if band.size == 0:
+                continue
+            closed = image[mask > 0].astype(np.float64).mean(0)
+            skin = band.reshape(-1, 3).astype(np.float64).mean(0)
+            lab = rgb2lab(np.array([[closed, skin]]) / 255.0)
+            out.append(float(deltaE_ciede2000(lab[0, 0], lab[0, 1])))
+    return float(np.median(out)) if out else float("nan")
+
+
+def contact_sheet(frames: list, mouth_box, path: Path) -> None:
+    from PIL import Image
+
+    tiles = []
+    x0, y0, x1, y1 = mouth_box
+    for rgb in frames:
+        h, w = rgb.shape[:2]
+        s = 256 / max(h, w)
+        full = Image.fromarray(rgb).resize((max(1, int(w * s)), max(1, int(h * s))), Image.LANCZOS)
+        crop = Image.fromarray(rgb[max(0, y0):y1, max(0, x0):x1]).resize((256, 128), Image.LANCZOS)
+        tile = Image.new("RGB", (256, 384), (24, 24, 24))
+        tile.paste(full, ((256 - full.width) // 2, (256 - full.height) // 2))
+        tile.paste(crop, (0, 256))
+        tiles.append(tile)
+    cols = 6
+    rows = (len(tiles) + cols - 1) // cols
+    sheet = Image.new("RGB", (cols * 256, rows * 384), (0, 0, 0))
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % cols) * 256, (i // cols) * 384))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
+def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label: str) -> dict:
+    """One portrait, one speech source, through the default path. speech: ("file", Path, max_s) or ("speak",)."""
+    from PIL import Image
+
+    from talkinghead.pipeline.core.audio_io import load_audio
+    from talkinghead.pipeline.core.errors import InputError
+    from talkinghead.pipeline.face.encoder import encode_reference
+    from talkinghead.pipeline.lipsync.aligner import align_speech
+    from talkinghead.pipeline.publish.publish import publish
+    from talkinghead.pipeline.render.weight_free import SamplerConfig, render_frames
+    from talkinghead.pipeline.speech.speak import SpeakConfig, speak
+
+    row = {"portrait": portrait.name, "speech": label}
+    t0 = time.perf_counter()
+    try:
+        image = np.asarray(Image.open(portrait).convert("RGB"))
+        encoded = encode_reference(image, consent=True)
+        if speech[0] == "speak":
+            spoken = speak(SCRIPT, SpeakConfig())
+            audio, timings = spoken.audio, spoken.timings
+        else:
+            audio = load_audio(str(speech[1]))
+            keep = int(speech[2] * audio.sample_rate)
+            audio = type(audio)(audio.samples[:, :keep], audio.sample_rate)
+            timings = None
+        track = align_speech(audio, fps=25.0, speech_timings=timings)
+        stream = render_frames(encoded.reference, track, SamplerConfig())
+        result = publish(stream.images(), audio, 25.0, str(out_dir / f"{portrait.stem}.mp4"),
+                         reference_image_sha256=getattr(stream, "reference_image_sha256", None))
+    except InputError as exc:
+        row.update(status="refused", reason=str(exc).splitlines()[0][:200])
+        return row
+    wall = time.perf_counter() - t0
+    duration = audio.samples.shape[1] / audio.sample_rate
+    row.update(status="rendered", size=f"{stream.width}x{stream.height}", rtf=wall / duration,
+               size_note=stream.framing.note)
+    meter = MouthMeter()
+    gaps, frames = [], []
+    try:
+        for _, rgb in decode_frames(Path(result.mux.path)):
+            gaps.append(meter.gap(rgb))
+            frames.append(rgb)
+    finally:
+        meter.close()
+    gaps = np.array(gaps)
+    row.update(mouth_stats(gaps))
+    n = min(len(gaps), track.num_frames)
+    closure = np.asarray(track.mouth[:n, 3]) >= 0.95
+    valid = np.isfinite(gaps[:n])
+    row["closure_frames"] = int(np.sum(closure & valid))
+    row["closure_closed"] = float(np.mean(gaps[:n][closure & valid] < 0.02)) if row["closure_frames"] else float("nan")
+    intended = stream.intended_mouth_opening()[:n]
+    if valid.sum() > 3 and np.std(intended[valid]) > 0 and np.std(gaps[:n][valid]) > 0:
+        row["r"] = float(np.corrcoef(intended[valid], gaps[:n][valid])[0, 1])
+    else:
+        row["r"] = float("nan")
+    blink = np.asarray(stream.life.blink[:n])
+    full = [i for i in range(n) if blink[i] >= 0.97]
+    p68 = _as_68(stream)
+    row["blink_frames"] = len(full)
+    row["lid_de"] = lid_delta_e(stream.rig.frame, [frames[i] for i in full], [p68(i) for i in full],
+                                [list(range(36, 42)), list(range(42, 48))]) if full else float("nan")
+    lm = p68(0)
+    mouth = lm[48:60]
+    mw = float(np.linalg.norm(lm[54] - lm[48]))
+    cx, cy = mouth.mean(0)
+    box = (int(cx - 1.1 * mw), int(cy - 0.55 * mw), int(cx + 1.1 * mw), int(cy + 0.55 * mw))
+    picks = np.linspace(0, len(frames) - 1, 12).round().astype(int)
+    # the frames with the widest re-measured openings show the interior best: half of the sheet
+    order = np.argsort(np.nan_to_num(gaps, nan=-1))[::-1][:6]
+    picks = sorted(set(picks[::2].tolist()) | set(order.tolist()))[:12]
+    contact_sheet([frames[i] for i in picks], box, sheets_dir / f"{portrait.stem}__{label}.png")
+    return row
+
+
+def _as_68(stream):
+    from talkinghead.pipeline.face.landmarks import IBUG68_FROM_MEDIAPIPE
+
+    def get(i):
+        p = stream.landmarks(i).astype(np.float64)
+        return p[IBUG68_FROM_MEDIAPIPE] if stream.layout == "mediapipe_478" else p
+    return get
+
+
+def fmt(x, spec=".3f") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--corpus", default=os.environ.get("TALKINGHEAD_REALWORLD_DIR", str(DEFAULT_CORPUS)))
+    parser.add_argument("--only", help="only portraits whose file name contains this")
+    parser.add_argument("--max-speech-s", type=float, default=10.0)
+    parser.add_argument("--sheets", default=str(SHEETS_DIR))
+    parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--no-speak", action="store_true", help="only the corpus speech")
+    args = parser.parse_args()
+    corpus = Path(args.corpus)
+    if not (corpus / "manifest.json").is_file():
+        print(f"Real-world corpus not found at {corpus} (set TALKINGHEAD_REALWORLD_DIR): nothing measured.")
+        return 0
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    portraits = [corpus / e["file"] for e in manifest if e["kind"] == "portrait"]
+    if args.only:
+        portraits = [p for p in portraits if args.only in p.name]
+    speech = [corpus / e["file"] for e in manifest if e["kind"] == "speech" and e.get("language") == "en"]
+    videos = [corpus / e["file"] for e in manifest if e["kind"] == "video"]
+    os.environ.setdefault("TALKINGHEAD_CONFIG_DIR", tempfile.mkdtemp(prefix="bench-realworld-config-"))
+
+    print(f"Corpus: {len(portraits)} portraits, {len(speech)} English speech clips (first {args.max_speech_s:g} s), "
+          f"{len(videos)} talking videos. Mouth gap = FaceMesh inner-lip gap (13-14) / inter-ocular "
+          "distance (33-263) per frame of the encoded MP4.\n")
+    video_rows = []
+    for video in videos:
+        video_rows.append({"video": video.name, **measure_video(video, 20.0)})
+    ref_std = float(np.median([r["std"] for r in video_rows]))
+    ref_p90 = float(np.median([r["p90"] for r in video_rows]))
+    print("Reference: real talking videos (first 20 s)\n")
+    print("| video | face found | gap std | gap p90 | frames > 0.08 |\n|---|---|---|---|---|")
+    for r in video_rows:
+        print(f"| {r['video']} | {fmt(r['found'], '.2f')} | {fmt(r['std'])} | {fmt(r['p90'])} | {fmt(r['over_0_08'], '.2f')} |")
+    print(f"| **median** | | **{ref_std:.3f}** | **{ref_p90:.3f}** | |\n")
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, portrait in enumerate(portraits):
+            sources = [("file", speech[i % len(speech)], args.max_speech_s)] if speech else []
+            if not args.no_speak:
+                sources.append(("speak",))
+            for source in sources:
+                label = "speak" if source[0] == "speak" else source[1].stem
+                out = Path(tmp) / label
+                out.mkdir(exist_ok=True)
+                rows.append(run_portrait(portrait, source, out, Path(args.sheets), label))
+                r = rows[-1]
+                print(f"  {r['portrait']} / {label}: {r['status']} "
+                      + (f"std {fmt(r['std'])} p90 {fmt(r['p90'])} rtf {fmt(r['rtf'], '.2f')}" if r["status"] == "rendered"
+                         else r.get("reason", "")), file=sys.stderr, flush=True)
+
+    print("Our output: default path (TemporalSampler defaults, watermark + C2PA), per portrait and speech\n")
+    print("| portrait | speech | result | size | gap std | gap p90 | > 0.08 | P/B/M closed (frames) | r | lid dE | wall s / speech s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["status"] != "rendered":
+            print(f"| {r['portrait']} | {r['speech']} | refused: {r['reason']} | | | | | | | | |")
+            continue
+        print(f"| {r['portrait']} | {r['speech']} | rendered | {r['size']} | {fmt(r['std'])} | {fmt(r['p90'])} | "
+              f"{fmt(r['over_0_08'], '.2f')} | {fmt(r['closure_closed'], '.2f')} ({r['closure_frames']}) | "
+              f"{fmt(r['r'], '.2f')} | {fmt(r['lid_de'], '.1f')} | {fmt(r['rtf'], '.2f')} |")
+    done = [r for r in rows if r["status"] == "rendered"]
+    if done:
+        med_std = float(np.nanmedian([r["std"] for r in done]))
+        med_p90 = float(np.nanmedian([r["p90"] for r in done]))
+        closed = [r["closure_closed"] for r in done if r["speech"] == "speak" and np.isfinite(r["closure_closed"])]
+        rs = [r["r"] for r in done if np.isfinite(r["r"])]
+        des = [r["lid_de"] for r in done if np.isfinite(r["lid_de"])]
+        print(f"\nSummary: rendered {len(done)} of {len(rows)}; refused {len(rows) - len(done)}.")
+        print(f"- gap std median {med_std:.3f} = {med_std / ref_std:.2f}x the videos' {ref_std:.3f} "
+              f"(target >= {STD_RATIO_MIN}x)")
+        print(f"- gap p90 median {med_p90:.3f} = {med_p90 / ref_p90:.2f}x the videos' {ref_p90:.3f} "
+              f"(target {P90_RATIO_RANGE[0]}-{P90_RATIO_RANGE[1]}x)")
+        if closed:
+            print(f"- P/B/M frames closed (Speak timings): median {np.median(closed):.2f}, min {min(closed):.2f} "
+                  f"(target >= {CLOSURE_MIN})")
+        if rs:
+            print(f"- r(re-measured gap, intended opening): median {np.median(rs):.2f}, min {min(rs):.2f} (target >= {R_MIN})")
+        if des:
+            print(f"- closed-lid colour vs lid skin (CIEDE2000): median {np.median(des):.1f}, max {max(des):.1f} "
+                  f"(target <= {DE_MAX})")
+        rtfs = [r["rtf"] for r in done]
+        print(f"- wall time per second of speech: median {np.median(rtfs):.2f}, max {max(rtfs):.2f} (target <= {RTF_MAX})")
+        print(f"\nContact sheets: {args.sheets} (git-ignored; never commit them).")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"videos": video_rows, "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
