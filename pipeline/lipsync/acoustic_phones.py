@@ -57,7 +57,8 @@ class AcousticConfig:
         max_range_db: the floor is taken no lower than peak - max_range_db (digital silence).
         min_dynamic_db: a clip whose peak is less than this above its floor is stationary (steady
             noise, hum, silence): it holds no speech.
-        absolute_floor_dbfs: frames quieter than this (dB re full scale, RMS) are never speech.
+        absolute_floor_dbfs: a region whose loudest frames are quieter than this (dB re full scale, RMS)
+            is never speech.
         high_fraction / low_fraction: hysteresis thresholds as fractions of floor..peak; a speech
             region is a run above the low threshold that reaches the high one.
         min_high_db / min_low_db: the thresholds are at least this far above the floor, dB.
@@ -297,8 +298,9 @@ def _levels(energy_db: np.ndarray, config: AcousticConfig) -> Optional[tuple[flo
     span = peak - floor
     low = floor + max(config.min_low_db, config.low_fraction * span)
     high = floor + max(config.min_high_db, config.high_fraction * span)
-    low = max(low, config.absolute_floor_dbfs)
-    high = max(high, low)
+    # the absolute floor gates the loudest part of a region, not its edges: a quiet copy of a clip
+    # then keeps the same regions (its fading ends may dip under the floor) while faint clicks stay out
+    high = max(high, low, config.absolute_floor_dbfs)
     return floor, low, high
 
 

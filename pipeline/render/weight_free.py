@@ -66,6 +66,9 @@ EYELID_PAIRS = {
 #: Nose tip, a point that moves only with the head.
 NOSE_TIP = {"mediapipe_478": 4, "ibug_68": 30}
 
+#: How far above the upper lid (in eye half widths) the blink stretches the skin.
+BLINK_SKIN_REACH = 0.9
+
 BASES = ("jaw", "upper_lip", "lower_lip", "corners", "blink_left", "blink_right", "brows")
 
 MAX_SIDE_PX = 4096
@@ -97,7 +100,7 @@ class SamplerConfig:
         neutral_mouth: mouth parameters that show the reference's own mouth (the track's rest shape).
         blink_depth: fraction of the eye opening the upper lid covers when shut (< 1 keeps the map
             invertible; what is left is a lash line).
-        closed_eye_from: blink level (0..1) from which a painted closed lid fades in over the eye.
+        closed_eye_from: blink level (0..1) from which the lash line covers what is left of the eye.
         brow_lift_iod: brow lift at full emphasis, in inter-ocular distances.
         field_step_mw: grid step of the displacement field, in mouth widths.
         min_jacobian_det: smallest allowed local area ratio of the forward map (no folds).
@@ -112,7 +115,7 @@ class SamplerConfig:
     motion_strength: float = 1.0
     blink_rate_per_min: float = 15.0
     seed: int = 0
-    jaw_drop_mw: float = 0.42
+    jaw_drop_mw: float = 0.8
     lip_width_mw: float = 0.10
     lip_round_mw: float = 0.16
     round_open_mw: float = 0.05
@@ -193,63 +196,68 @@ def _fit_to_output(reference: Reference, config: SamplerConfig, width: Optional[
     return out, tf(lm), tf(lm68), framing
 
 
+def _lip_sides(layout: str, count: int) -> np.ndarray:
+    """[count]: -1 for the upper inner-lip landmarks of `layout`, +1 for the lower ones (corners 0)."""
+    side = np.zeros(count)
+    upper, lower = INNER_LIP_UPPER[layout], INNER_LIP_LOWER[layout]
+    corners = {upper[0], upper[-1]}
+    side[[i for i in upper if i not in corners]] = -1.0
+    side[[i for i in lower if i not in corners]] = 1.0
+    if layout == "ibug_68":
+        side[[61, 62, 63]], side[[65, 66, 67]] = -1.0, 1.0
+    return side
+
+
 # ---------------------------------------------------------------------------------------- eyelids
 
 class ClosedEyePatch:
-    """A closed eye for one eye of the reference: its opening filled with lid skin and a lash line.
+    """The last sliver of a closing eye, covered by its own lash line.
 
-    The warp brings the upper lid down to a thin band; this patch, faded in near full closure
-    (`alpha_from`..1 of the blink), hides what is left of the eye's whites and iris.
+    The blink warp brings the reference's upper lid, its lashes and the lid skin above it down over
+    the eye (so the closed lid is the reference's own skin, closing top-down); what the warp cannot
+    fold away is a sliver of white and iris along the lower lid. This covers that sliver, between the
+    moved upper-lid margin and the lower lid, with the tone of the reference's upper lash line (a
+    low percentile of a thin band along its upper lid), feathered, so the lids meet in a lash line.
 
     Attributes:
-        box: (x0, y0, x1, y1) px of the patch in the reference frame.
-        patch: float32 [h, w, 3]; alpha: float32 [h, w] 0..1 (feathered eye shape).
-        centre: float64 [2] eye centre px (the patch follows its head motion).
+        lash_rgb: float32 [3] the lash-line tone; iod: inter-ocular distance of the frame, px.
     """
 
     def __init__(self, frame: np.ndarray, contour: np.ndarray, iod: float):
         h, w = frame.shape[:2]
-        pad = int(math.ceil(0.12 * iod)) + 2
-        lo = np.floor(contour.min(0)).astype(int) - pad
-        hi = np.ceil(contour.max(0)).astype(int) + pad + 1
-        x0, y0 = max(0, lo[0]), max(0, lo[1])
-        x1, y1 = min(w, hi[0]), min(h, hi[1])
-        self.box = (x0, y0, x1, y1)
-        self.centre = contour.mean(0)
-        crop = np.ascontiguousarray(frame[y0:y1, x0:x1])
-        local = contour - (x0, y0)
-        mask = np.zeros(crop.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [np.round(local * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
-        grow = max(1, int(round(0.03 * iod)))
-        mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
-        skin = cv2.inpaint(crop, (mask > 0).astype(np.uint8), max(2.0, 0.08 * iod), cv2.INPAINT_TELEA)
-        skin = cv2.GaussianBlur(skin, (0, 0), max(0.6, 0.02 * iod)).astype(np.float32)
-        # lash line along the lower lid: the eye's darkest tone, anti-aliased
-        lashes = np.percentile(crop[mask > 0].reshape(-1, 3).astype(np.float32), 5, axis=0) \
-            if (mask > 0).any() else np.zeros(3, np.float32)
-        lower = np.concatenate([local[:1], local[4:6][::-1], local[3:4]], 0)     # corner, lower lid, corner
-        line = np.zeros(crop.shape[:2], np.uint8)
-        thick = max(1, int(round(0.03 * iod)))
-        cv2.polylines(line, [np.round(lower * 4).astype(np.int32)], False, 255, thick, cv2.LINE_AA, shift=2)
-        line_a = cv2.GaussianBlur(line.astype(np.float32) / 255.0, (0, 0), 0.5) * 0.85
-        self.patch = skin * (1 - line_a[..., None]) + (0.6 * lashes + 0.4 * skin * 0.45) * line_a[..., None]
-        self.alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.7, 0.025 * iod))
+        self.iod = float(iod)
+        upper = np.concatenate([contour[:1], contour[1:3], contour[3:4]], 0)    # corner, upper lid, corner
+        band = np.zeros((h, w), np.uint8)
+        thick = max(1, int(round(0.04 * iod)))
+        cv2.polylines(band, [np.round(upper).astype(np.int32)], False, 1, thick)
+        pixels = frame[band > 0].reshape(-1, 3).astype(np.float32)
+        self.lash_rgb = np.percentile(pixels, 20, axis=0).astype(np.float32) if len(pixels) else \
+            np.array([40.0, 30.0, 30.0], np.float32)
 
-    def paint(self, image: np.ndarray, offset_xy: np.ndarray, amount: float) -> None:
-        """Blends the closed eye into `image` (in place), shifted by `offset_xy` px, weight `amount` 0..1."""
+    def paint(self, image: np.ndarray, eye_xy: np.ndarray, amount: float) -> None:
+        """Covers the sliver of eye `eye_xy` (its 6 iBUG points in this frame) in place, weight 0..1."""
         if amount <= 0:
             return
-        dx, dy = int(round(float(offset_xy[0]))), int(round(float(offset_xy[1])))
-        x0, y0, x1, y1 = self.box
+        # corner, upper lid (moved down by the warp), corner, lower lid
+        poly = np.concatenate([eye_xy[0:4], eye_xy[4:6]], 0)
+        pad = int(math.ceil(0.05 * self.iod)) + 2
+        lo = np.floor(poly.min(0)).astype(int) - pad
+        hi = np.ceil(poly.max(0)).astype(int) + pad + 1
         h, w = image.shape[:2]
-        tx0, ty0, tx1, ty1 = max(0, x0 + dx), max(0, y0 + dy), min(w, x1 + dx), min(h, y1 + dy)
-        if tx1 <= tx0 or ty1 <= ty0:
+        x0, y0, x1, y1 = max(0, lo[0]), max(0, lo[1]), min(w, hi[0]), min(h, hi[1])
+        if x1 - x0 < 2 or y1 - y0 < 2:
             return
-        sx0, sy0 = tx0 - (x0 + dx), ty0 - (y0 + dy)
-        sl = (slice(sy0, sy0 + ty1 - ty0), slice(sx0, sx0 + tx1 - tx0))
-        a = (self.alpha[sl] * amount)[..., None]
-        region = image[ty0:ty1, tx0:tx1].astype(np.float32)
-        image[ty0:ty1, tx0:tx1] = np.clip(region * (1 - a) + self.patch[sl] * a + 0.5, 0, 255).astype(np.uint8)
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        local = (poly - (x0, y0)) * 4
+        cv2.fillPoly(mask, [np.round(local).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+        # the lids meet in a line a little thicker than the sliver itself
+        lid = np.concatenate([poly[:1], poly[4:6][::-1], poly[3:4]], 0) - (x0, y0)
+        cv2.polylines(mask, [np.round(lid * 4).astype(np.int32)], False, 255, max(1, int(round(0.025 * self.iod))),
+                      cv2.LINE_AA, shift=2)
+        alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.5, 0.012 * self.iod)) * amount
+        region = image[y0:y1, x0:x1].astype(np.float32)
+        a = np.clip(alpha, 0.0, 1.0)[..., None]
+        image[y0:y1, x0:x1] = np.clip(region * (1 - a) + self.lash_rgb * a + 0.5, 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------- the rig
@@ -300,7 +308,8 @@ class FaceRig:
         grid_pts = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float64)
         self._region = self._jaw_region_map(gh, gw)
         pts = np.concatenate([grid_pts, landmarks], 0)
-        fields = self._basis(pts)                                   # [K, P, 2]
+        side = np.concatenate([np.zeros(len(grid_pts)), _lip_sides(layout, len(landmarks))])
+        fields = self._basis(pts, side)                             # [K, P, 2]
         ng = grid_pts.shape[0]
         # cut each field's far tail (< 0.5 % of its peak) so the moving box stays small
         mag = np.linalg.norm(fields, axis=2)
@@ -317,13 +326,14 @@ class FaceRig:
         self.live = (r0, r1, c0, c1)
         self.basis_grid = np.ascontiguousarray(basis_grid[:, r0:r1, c0:c1])
         self.basis_landmarks = fields[:, ng:]
-        basis_68 = self._basis(p)
+        basis_68 = self._basis(p, _lip_sides("ibug_68", 68))
         mag68 = np.linalg.norm(basis_68, axis=2)
         basis_68 = basis_68 * _smoothstep(0.005, 0.01, mag68 / np.maximum(peak, 1e-9))[..., None]
         self.basis_68 = basis_68
         hw_all = self._head_weight(pts)
         self.head_weight_grid = hw_all[:ng].reshape(gh, gw).astype(np.float32)
         self.head_weight_landmarks = hw_all[ng:]
+        self.head_weight_68 = self._head_weight(p)
         self.head_pivot = p[8] + 0.25 * (p[8] - p[27])               # top of the neck, below the chin
         bx, by = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
         self.base_x, self.base_y = bx.astype(np.float32), by.astype(np.float32)
@@ -373,8 +383,13 @@ class FaceRig:
         g = self.to_grid(pts)
         return _sample(self._region, g[None, :, 0], g[None, :, 1])[0].astype(np.float64)
 
-    def _basis(self, pts: np.ndarray) -> np.ndarray:
-        """float64 [K, P, 2]: forward displacement (px) of each unit control at points [P, 2]."""
+    def _basis(self, pts: np.ndarray, lip_side: Optional[np.ndarray] = None) -> np.ndarray:
+        """float64 [K, P, 2]: forward displacement (px) of each unit control at points [P, 2].
+
+        lip_side: optional [P] of -1 (a point of the upper lip's inner edge), +1 (the lower lip's), 0
+        (anything else). On a closed mouth both inner edges lie on the seam, where the field is half
+        way between the upper and the lower face; a landmark known to belong to one lip moves with it.
+        """
         hw = self.mouth_hw
         ex, ey = self.mouth_ex, self.mouth_ey
         u, v = self._mouth_uv(pts)
@@ -382,6 +397,11 @@ class FaceRig:
         s = v - seam
         au = np.abs(u)
         g = np.maximum(half, self.step_px / self.mouth_hw) + 0.5 * np.maximum(au - 0.8, 0.0)
+        if lip_side is not None:
+            # only where the lips touch (an open mouth's inner edges already sit on their own side)
+            touching = half <= self.step_px / self.mouth_hw
+            s = np.where(touching & (lip_side < 0), np.minimum(s, -g),
+                         np.where(touching & (lip_side > 0), np.maximum(s, g), s))
         # linear across the opening: closing it compresses the gap evenly (no fold before it is shut)
         gate = np.clip(0.5 + 0.5 * s / g, 0.0, 1.0)                 # 0 upper face .. 1 lower face
         lens = np.sqrt(np.clip(1.0 - u * u, 0.0, 1.0))
@@ -426,7 +446,8 @@ class FaceRig:
         lens = np.clip(1.0 - ue ** 2, 0.0, 1.0)
         v_up, v_lo = v_up0 * lens, v_lo0 * lens
         h = np.maximum(v_lo - v_up, 1e-6)
-        above = 1.0 - _smoothstep(0.0, 1.3, v_up - ve)
+        # the lid skin up to about the crease stretches; the brow above it stays nearly still
+        above = 1.0 - _smoothstep(0.0, BLINK_SKIN_REACH, v_up - ve)
         band = np.clip((v_lo - ve) / h, 0.0, 1.0)
         w = np.where(ve <= v_up, above, band)
         # the lid travels the eye's opening at each column, so the eye compresses evenly (no fold)
@@ -539,6 +560,8 @@ def _invert(rig: FaceRig, fwd: np.ndarray, steps: int) -> np.ndarray:
     dfy[-1] = dfy[-2]
     back = -fwd.copy()
     jj, ii = np.indices(fwd.shape[:2], dtype=np.float32)
+    # each step moves at most one cell: a wide jaw drop needs as many steps as cells it travels
+    steps = max(steps, int(math.ceil(float(np.abs(fwd).max()) / float(s))) + 2)
     for _ in range(steps):
         mx, my = ii + back[..., 0] / s, jj + back[..., 1] / s
         f = _sample(fwd, mx, my)
@@ -674,6 +697,18 @@ class FrameStream:
         lm = lm + rig.head_weight_landmarks[:, None] * (moved - lm)
         return lm.astype(np.float32)
 
+    def landmarks_68(self, index: int, controls: Optional[FrameControls] = None) -> np.ndarray:
+        """float64 [68, 2] iBUG landmarks of frame `index`, output px."""
+        rig = self.rig
+        c = controls or self.controls(index)
+        coef = c.coefficients
+        if np.any(coef != 0):
+            coef = coef * self._expression(coef)[1]
+        lm = rig.landmarks_68 + np.tensordot(coef, rig.basis_68, axes=1)
+        m = _head_matrix(rig, c)
+        weight = rig.head_weight_68[:, None]
+        return lm + weight * (lm @ m[:, :2].T + m[:, 2] - lm)
+
     def render(self, index: int) -> RenderedFrame:
         """Renders frame `index` (0 <= index < num_frames)."""
         if not 0 <= index < self.num_frames:
@@ -693,9 +728,9 @@ class FrameStream:
         blink = float(self.life.blink[index])
         amount = float(_smoothstep(self.config.closed_eye_from, 1.0, np.array(blink)))
         if amount > 0:
-            for eye in rig.closed_eyes:
-                moved = eye.centre @ m[:, :2].T + m[:, 2]
-                eye.paint(image, moved - eye.centre, amount)
+            p68 = self.landmarks_68(index, c)
+            for eye, idx in zip(rig.closed_eyes, (slice(36, 42), slice(42, 48))):
+                eye.paint(image, p68[idx], amount)
         return RenderedFrame(index=index, image=image, landmarks_xy=lm)
 
     def _paint_interior(self, image: np.ndarray, lm: np.ndarray) -> None:
