@@ -70,6 +70,10 @@ def _dlib_model_path() -> str | None:
     return None
 
 
+#: Detector score given to a face found only by the face mesh run on the whole image.
+MESH_FALLBACK_SCORE = 0.5
+
+
 class Backend:
     """Detector on a working-size copy, then landmarks on a face crop of `crop_px` pixels."""
 
@@ -89,6 +93,10 @@ class Backend:
     def landmarks(self, crop: np.ndarray, box_in_crop: np.ndarray) -> np.ndarray | None:
         """Returns (N, 2) float landmarks in crop pixels, or None when the model finds no face."""
         raise NotImplementedError
+
+    def detect_fallback(self, work: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """A second, different look when `detect` finds nothing; [] by default."""
+        return []
 
 
 class _DeferredPyplot(types.ModuleType):
@@ -136,6 +144,7 @@ class MediapipeBackend(Backend):
         mp = _import_mediapipe()
         self._lock = threading.Lock()
         self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=0.5)
+        self._short_range = None  # made on first need (detect_fallback)
         self._mesh = mp.solutions.face_mesh.FaceMesh(
             static_image_mode=True, max_num_faces=2, refine_landmarks=True, min_detection_confidence=0.4
         )
@@ -150,6 +159,30 @@ class MediapipeBackend(Backend):
             xyxy = np.array([box.xmin * w, box.ymin * h, (box.xmin + box.width) * w, (box.ymin + box.height) * h],
                             np.float32)
             found.append((xyxy, float(det.score[0])))
+        return found
+
+    def detect_fallback(self, work):
+        """When the full-range detector finds nothing: the short-range detector, then the face mesh on
+        the whole image (it finds some frontal studio portraits, glasses and a pout or a raised chin,
+        that BlazeFace misses). Mesh boxes are the landmarks' extent, scored 0.5."""
+        h, w = work.shape[:2]
+        with self._lock:
+            if self._short_range is None:
+                self._short_range = _import_mediapipe().solutions.face_detection.FaceDetection(
+                    model_selection=0, min_detection_confidence=0.5)
+            result = self._short_range.process(np.ascontiguousarray(work))
+        found = []
+        for det in result.detections or []:
+            box = det.location_data.relative_bounding_box
+            found.append((np.array([box.xmin * w, box.ymin * h, (box.xmin + box.width) * w,
+                                    (box.ymin + box.height) * h], np.float32), float(det.score[0])))
+        if found:
+            return found
+        with self._lock:
+            mesh = self._mesh.process(np.ascontiguousarray(work))
+        for face in mesh.multi_face_landmarks or []:
+            pts = np.array([[p.x * w, p.y * h] for p in face.landmark], np.float32)
+            found.append((np.concatenate([pts.min(0), pts.max(0)]), MESH_FALLBACK_SCORE))
         return found
 
     def landmarks(self, crop, box_in_crop):

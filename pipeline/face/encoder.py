@@ -26,7 +26,7 @@ from ..core.errors import InputError
 from .landmarks import (UPRIGHT_ROLL_DEG, align_face, choice_note, detect_faces, detect_rotation,
                         eye_line_roll, head_pose, resolve_backend)
 from ..core.image_input import load_image_input
-from .quality import FAIL, WARN, QualityConfig, assess_quality
+from .quality import FAIL, GROUP_POSE, WARN, QualityConfig, assess_quality
 from .reference import ConsentAttestation, Reference
 
 ProgressFn = Callable[[int, int], None]
@@ -143,8 +143,8 @@ def encode_reference(image: Any, *, consent: bool, face_index: int = 0, backend:
     failures = [c for c in quality.checks if c.verdict == FAIL]
     if failures:
         worst = failures[0]
-        raise InputError(input_name, f"{worst.factor} is {worst.value_text()}, too little to animate",
-                         worst.advice)
+        problem = "too far from facing the camera to animate" if worst.group == GROUP_POSE else "too little to animate"
+        raise InputError(input_name, f"{worst.factor} is {worst.value_text()}, {problem}", worst.advice)
     warnings.extend(f"{c.factor} ({c.value_text()}): {c.advice}" for c in quality.checks if c.verdict == WARN)
 
     latents = None

@@ -302,7 +302,7 @@ def detect_faces(image_rgb: np.ndarray, backend: str = "auto", max_faces: int = 
         sx, sy = work_w / w, work_h / h
     else:
         work, sx, sy = image, 1.0, 1.0
-    raw = impl.detect(work)
+    raw = impl.detect(work) or impl.detect_fallback(work)
     raw.sort(key=lambda item: -item[1])
     faces: list[FaceDetection] = []
     for box_work, score in raw:

@@ -88,6 +88,8 @@ class QualityConfig:
         outside_warn_fraction: warn when more than this share (0..1) of the face box lies outside
             the image.
         yaw_warn_deg, pitch_warn_deg: warn when |yaw| / |pitch| exceed these (degrees).
+        yaw_fail_deg, pitch_fail_deg: refuse beyond these: the weight-free engine warps the picture in
+            2D, and a head turned further than this distorts visibly when it talks.
     """
 
     min_short_side_px: int = 512
@@ -107,6 +109,8 @@ class QualityConfig:
     outside_warn_fraction: float = 0.02
     yaw_warn_deg: float = 25.0
     pitch_warn_deg: float = 20.0
+    yaw_fail_deg: float = 45.0
+    pitch_fail_deg: float = 35.0
 
 
 @dataclass
@@ -465,13 +469,21 @@ def assess_quality(
     angles = _pose_tuple(pose)
     if angles is not None:
         yaw, pitch, _roll = angles
-        if abs(yaw) > cfg.yaw_warn_deg:
+        if abs(yaw) > cfg.yaw_fail_deg:
+            add(GROUP_POSE, "yaw", yaw, "deg", FAIL,
+                f"The head is turned {abs(yaw):.0f} degrees sideways (at most {cfg.yaw_fail_deg:.0f} can be animated): "
+                f"use a photo facing the camera, within {cfg.yaw_warn_deg:.0f} degrees for the best result.")
+        elif abs(yaw) > cfg.yaw_warn_deg:
             add(GROUP_POSE, "yaw", yaw, "deg", WARN,
                 f"The head is turned {abs(yaw):.0f} degrees sideways: a photo facing the camera (within "
                 f"{cfg.yaw_warn_deg:.0f} degrees) animates better.")
         else:
             add(GROUP_POSE, "yaw", yaw, "deg", PASS, "The head faces the camera.")
-        if abs(pitch) > cfg.pitch_warn_deg:
+        if abs(pitch) > cfg.pitch_fail_deg:
+            add(GROUP_POSE, "pitch", pitch, "deg", FAIL,
+                f"The head is tilted {abs(pitch):.0f} degrees up or down (at most {cfg.pitch_fail_deg:.0f} can be "
+                f"animated): use a photo taken at eye level, within {cfg.pitch_warn_deg:.0f} degrees for the best result.")
+        elif abs(pitch) > cfg.pitch_warn_deg:
             add(GROUP_POSE, "pitch", pitch, "deg", WARN,
                 f"The head is tilted {abs(pitch):.0f} degrees up or down: a photo at eye level animates better.")
         else:

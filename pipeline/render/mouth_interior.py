@@ -11,6 +11,7 @@ feathered by ~1 px; the lips outside the polygon are not touched.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -40,27 +41,32 @@ class MouthColours:
     cavity: np.ndarray
     teeth: np.ndarray
     tongue: np.ndarray
+    lip: np.ndarray
 
 
 def measure_colours(frame: np.ndarray, lip_polygon_xy: np.ndarray, skin_polygon_xy: np.ndarray,
-                    config: InteriorConfig = InteriorConfig()) -> MouthColours:
+                    config: InteriorConfig = InteriorConfig(), inner_polygon_xy: np.ndarray | None = None) -> MouthColours:
     """Colours of the synthesised interior from the reference's lips and skin.
 
     Args:
         frame: uint8 [H, W, 3] RGB reference.
         lip_polygon_xy: float [K, 2] outer-lip polygon, px.
         skin_polygon_xy: float [M, 2] polygon of plain skin (e.g. the cheeks/nose area), px.
+        inner_polygon_xy: float [J, 2] inner-lip polygon, px: an open mouth's teeth and cavity are
+            left out of the lip colour.
     """
     h, w = frame.shape[:2]
 
-    def mean_in(poly: np.ndarray) -> np.ndarray:
+    def mean_in(poly: np.ndarray, hole: np.ndarray | None = None) -> np.ndarray:
         mask = np.zeros((h, w), np.uint8)
         cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+        if hole is not None:
+            cv2.fillPoly(mask, [np.round(hole).astype(np.int32)], 0)
         if mask.sum() < 4:
             return np.array([150.0, 110.0, 100.0], np.float32)
         return np.median(frame[mask > 0].astype(np.float32), axis=0)
 
-    lip = mean_in(lip_polygon_xy)
+    lip = mean_in(lip_polygon_xy, inner_polygon_xy)
     skin = mean_in(skin_polygon_xy)
     luma = float(0.299 * skin[0] + 0.587 * skin[1] + 0.114 * skin[2]) / 255.0
     light = float(np.clip(luma / 0.62, 0.45, 1.05))
@@ -70,7 +76,49 @@ def measure_colours(frame: np.ndarray, lip_polygon_xy: np.ndarray, skin_polygon_
     cavity = lip * config.cavity_darkness * np.array([1.15, 0.85, 0.85], np.float32)   # warmer, redder
     tongue = lip * 0.62 + np.array([12.0, -4.0, -4.0], np.float32) * light
     return MouthColours(cavity=cavity.astype(np.float32), teeth=np.clip(teeth, 0, 255).astype(np.float32),
-                        tongue=np.clip(tongue, 0, 255).astype(np.float32))
+                        tongue=np.clip(tongue, 0, 255).astype(np.float32), lip=lip.astype(np.float32))
+
+
+def paint_closed_lips(image: np.ndarray, upper_xy: np.ndarray, lower_xy: np.ndarray, mouth_width_px: float,
+                      amount: float, colours: MouthColours) -> None:
+    """Lets pressed lips (P/B/M) meet where the warp leaves a sliver of the reference's open mouth.
+
+    On a portrait with an open mouth the lips close along the reference's own opening, which the
+    coarse warp cannot squeeze to nothing everywhere; the teeth would show as a light line. The
+    sliver between the moved inner lips is covered with the lips' own colour, a touch darker along
+    the seam, feathered, weight `amount` (0..1: the closure).
+
+    Args:
+        image: uint8 [H, W, 3] warped frame, changed in place.
+        upper_xy, lower_xy: float [K, 2] upper / lower inner-lip points, corner to corner, px.
+        mouth_width_px: corner-to-corner width, px (sets the feather and the seam line).
+    """
+    if amount <= 0.0:
+        return
+    poly = np.concatenate([upper_xy, lower_xy[::-1]], 0).astype(np.float32)
+    h, w = image.shape[:2]
+    pad = int(math.ceil(0.04 * mouth_width_px)) + 2
+    x0, y0 = np.floor(poly.min(0)).astype(int) - pad
+    x1, y1 = np.ceil(poly.max(0)).astype(int) + pad + 1
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return
+    local = poly - np.array([x0, y0], np.float32)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [np.round(local * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+    grow = max(1, int(round(0.012 * mouth_width_px)))
+    mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
+    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.6, 0.012 * mouth_width_px))
+    seam = np.zeros_like(mask)
+    middle = (local[: len(upper_xy)] + local[len(upper_xy):][np.argsort(local[len(upper_xy):, 0])][
+        np.searchsorted(np.sort(local[len(upper_xy):, 0]), local[: len(upper_xy), 0]).clip(0, len(lower_xy) - 1)]) / 2
+    cv2.polylines(seam, [np.round(middle * 4).astype(np.int32)], False, 255, max(1, int(round(0.015 * mouth_width_px))),
+                  cv2.LINE_AA, shift=2)
+    seam_a = cv2.GaussianBlur(seam.astype(np.float32) / 255.0, (0, 0), max(0.5, 0.008 * mouth_width_px))
+    colour = colours.lip[None, None, :] * (1.0 - 0.6 * seam_a[..., None])
+    a = (np.clip(alpha, 0.0, 1.0) * float(amount))[..., None]
+    region = image[y0:y1, x0:x1].astype(np.float32)
+    image[y0:y1, x0:x1] = np.clip(region * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
 
 
 def paint_mouth_interior(image: np.ndarray, upper_xy: np.ndarray, lower_xy: np.ndarray, mouth_width_px: float,

@@ -45,7 +45,7 @@ from ..face.reference import Reference
 from ..lipsync.track import VisemeTrack
 from .framing import DEFAULT_MAX_SIDE_PX, apply_framing, choose_framing
 from .head_motion import LifeConfig, LifeSchedule, life_schedule
-from .mouth_interior import InteriorConfig, MouthColours, measure_colours, paint_mouth_interior
+from .mouth_interior import InteriorConfig, MouthColours, measure_colours, paint_closed_lips, paint_mouth_interior
 
 ProgressFn = Callable[[int, int], None]
 
@@ -344,7 +344,7 @@ class FaceRig:
         self.gap_sensitivity = (basis_68[:4, 66] - basis_68[:4, 62]) @ ey
         outer = p[48:60]
         skin = np.array([p[1] * 0.5 + p[31] * 0.5, p[29], p[15] * 0.5 + p[35] * 0.5, p[33]])
-        self.colours: MouthColours = measure_colours(frame, outer, skin, config.interior)
+        self.colours: MouthColours = measure_colours(frame, outer, skin, config.interior, inner_polygon_xy=p[60:68])
         self.closed_eyes = [ClosedEyePatch(frame, p[36:42], self.iod), ClosedEyePatch(frame, p[42:48], self.iod)]
 
     # -- geometry in the mouth frame ------------------------------------------------------------
@@ -508,6 +508,12 @@ def _mouth_coefficients(rig: FaceRig, mouth: np.ndarray, config: SamplerConfig) 
             coef[1] += 0.35 * k
             coef[2] += 0.65 * k
     return coef
+
+
+def _closure_amount(mouth: np.ndarray, config: SamplerConfig) -> float:
+    """0..1: how pressed together the lips are meant to be (P/B/M), relative to the rest shape."""
+    n_closure = config.neutral_mouth[3]
+    return float(np.clip((float(mouth[3]) - n_closure) / (1.0 - n_closure), 0.0, 1.0))
 
 
 def frame_controls(rig: FaceRig, track_mouth: np.ndarray, life: LifeSchedule, index: int,
@@ -724,7 +730,7 @@ class FrameStream:
                                             borderMode=cv2.BORDER_REPLICATE)
         lm = self.landmarks(index, c)
         m = _head_matrix(rig, c)
-        self._paint_interior(image, lm)
+        self._paint_interior(image, lm, self.mouth[index])
         blink = float(self.life.blink[index])
         amount = float(_smoothstep(self.config.closed_eye_from, 1.0, np.array(blink)))
         if amount > 0:
@@ -733,7 +739,7 @@ class FrameStream:
                 eye.paint(image, p68[idx], amount)
         return RenderedFrame(index=index, image=image, landmarks_xy=lm)
 
-    def _paint_interior(self, image: np.ndarray, lm: np.ndarray) -> None:
+    def _paint_interior(self, image: np.ndarray, lm: np.ndarray, mouth: np.ndarray) -> None:
         rig = self.rig
         upper = lm[list(INNER_LIP_UPPER[rig.layout])]
         lower = lm[list(INNER_LIP_LOWER[rig.layout])]
@@ -741,9 +747,11 @@ class FrameStream:
         mid_u, mid_l = len(upper) // 2, len(lower) // 2
         gap_px = float((lower[mid_l] - upper[mid_u]).astype(np.float64) @ ey)
         extra = gap_px - rig.gap0_hw * rig.mouth_hw
-        if extra <= 0:
-            return
-        paint_mouth_interior(image, upper, lower, 2 * rig.mouth_hw, extra, rig.colours, self.config.interior)
+        if extra > 0:
+            paint_mouth_interior(image, upper, lower, 2 * rig.mouth_hw, extra, rig.colours, self.config.interior)
+        closure = _closure_amount(mouth, self.config)
+        if closure > 0 and rig.gap0_hw * rig.mouth_hw > 1.0:   # the reference shows an opening to cover
+            paint_closed_lips(image, upper, lower, 2 * rig.mouth_hw, closure, rig.colours)
 
 
 # ---------------------------------------------------------------------------------------- entry point

@@ -8,7 +8,7 @@ into the repository. Numbers go to stdout (and docs/benchmarks.md through run_al
 Per portrait, twice (real English speech from the corpus without a transcript, and Speak's timings):
 the default pipeline (ReferenceEncoder -> VisemeAligner -> TemporalSampler at its default size -> Mux
 with watermark and C2PA) or the refusal message; then, independently of the renderer, MediaPipe
-FaceMesh on the decoded MP4: inner-lip gap (landmarks 13-14) / inter-ocular distance (33-263) per
+FaceMesh (each frame on its own) on the decoded MP4: inner-lip gap (landmarks 13-14) / inter-ocular distance (33-263) per
 frame: its std, p90, share of frames over 0.08, the share of P/B/M frames (per the track) under 0.02,
 Pearson r against the opening the renderer meant to show; the closed-lid colour difference (CIEDE2000)
 against the upper-lid skin next to it at full blinks; wall time per second of speech. The same mouth
@@ -40,20 +40,50 @@ STD_RATIO_MIN, P90_RATIO_RANGE, CLOSURE_MIN, R_MIN, DE_MAX, RTF_MAX = 0.8, (0.8,
 
 
 class MouthMeter:
-    """FaceMesh (468 points, tracking mode) on a sequence of RGB frames: the mouth gap / IOD per frame."""
+    """FaceMesh (468 points) on each RGB frame on its own: the mouth gap / IOD per frame.
+
+    Each frame is measured without the previous frame's landmarks (tracking mode lags behind 2-3
+    frame lip closures): the mesh runs on a square crop around the face found in the frame before
+    (the crop only says where to look), and on the whole frame, padded so that large faces suit the
+    mesh's short-range detector, when there is none yet.
+    """
 
     def __init__(self):
         import mediapipe as mp
 
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1,
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
                                                      refine_landmarks=False, min_detection_confidence=0.3)
+        self._box = None
 
-    def points(self, rgb: np.ndarray):
+    def _run(self, rgb: np.ndarray, x0: int, y0: int):
         result = self._mesh.process(np.ascontiguousarray(rgb))
         if not result.multi_face_landmarks:
             return None
         h, w = rgb.shape[:2]
-        return np.array([(p.x * w, p.y * h) for p in result.multi_face_landmarks[0].landmark], np.float64)
+        return np.array([(p.x * w + x0, p.y * h + y0) for p in result.multi_face_landmarks[0].landmark], np.float64)
+
+    def points(self, rgb: np.ndarray):
+        import cv2
+
+        h, w = rgb.shape[:2]
+        pts = None
+        if self._box is not None:
+            cx, cy, side = self._box
+            x0, y0 = int(max(0, cx - side)), int(max(0, cy - side))
+            x1, y1 = int(min(w, cx + side)), int(min(h, cy + side))
+            pts = self._run(rgb[y0:y1, x0:x1], x0, y0)
+        if pts is None:
+            pts = self._run(rgb, 0, 0)
+        if pts is None:
+            pad = max(h, w) // 2
+            padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            pts = self._run(padded, -pad, -pad)
+        if pts is None:
+            self._box = None
+            return None
+        lo, hi = pts.min(0), pts.max(0)
+        self._box = ((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, 1.0 * float(max(hi - lo)))
+        return pts
 
     def gap(self, rgb: np.ndarray) -> float:
         p = self.points(rgb)

@@ -243,3 +243,25 @@ def test_auto_prefers_mediapipe():
     else:
         assert fl.resolve_backend("auto") == names[0]
         assert names == [n for n in ("mediapipe", "dlib") if n in names]
+
+
+def test_face_the_full_range_detector_misses_is_found_by_the_fallbacks(monkeypatch, astronaut):
+    """Some real studio portraits (glasses and a pout, a raised chin) are missed by BlazeFace full range:
+    the short-range detector, then the mesh on the whole image, get a look before 'no face'."""
+    if not backend_importable("mediapipe"):
+        pytest.skip("mediapipe not installed")
+    from talkinghead.pipeline.face import backends
+
+    impl = backends.get_backend("mediapipe")
+    monkeypatch.setattr(impl, "detect", lambda work: [])
+    faces = fl.detect_faces(astronaut, "mediapipe")
+    assert len(faces) == 1 and faces[0].score >= 0.5
+    assert_sane_face(faces[0], astronaut)
+    # with the short-range detector missing it too, the mesh on the whole image still finds it
+    monkeypatch.setattr(impl, "_short_range", type("Blind", (), {"process": lambda self, image: type(
+        "Nothing", (), {"detections": None})()})())
+    faces = fl.detect_faces(astronaut, "mediapipe")
+    assert len(faces) == 1 and faces[0].score == backends.MESH_FALLBACK_SCORE
+    assert_sane_face(faces[0], astronaut)
+    monkeypatch.setattr(impl, "detect_fallback", lambda work: [])
+    assert fl.detect_faces(astronaut, "mediapipe") == []
