@@ -112,12 +112,14 @@ class TalkingHeadTemporalSampler:
         "driven by the VisemeTrack (jaw, lip width, rounding, closure on P/B/M, lip tuck on F/V), with a "
         "synthesised mouth interior, seeded blinks and small head motion. Runs on any CPU, no weights."
     )
-    RETURN_TYPES = ("IMAGE", FRAME_STREAM)
-    RETURN_NAMES = ("frames", "frame_stream")
+    RETURN_TYPES = ("IMAGE", FRAME_STREAM, "STRING")
+    RETURN_NAMES = ("frames", "frame_stream", "report")
     OUTPUT_TOOLTIPS = (
         "The frames as an IMAGE batch (float32: width x height x 12 bytes per frame, e.g. 512x512 -> 3 MB "
         "per frame, 10 s at 25 fps -> 0.8 GB). With image_output = first_frame only the first frame.",
         "The frames as a lazy stream for Mux: rendered while encoding, so memory stays flat for any length.",
+        "What was rendered: the output size and why (the portrait's size up to 1024 px, or cropped around the "
+        "face, or as set), the frames, and what drives nods and brow lifts.",
     )
     FUNCTION = "sample"
 
@@ -131,9 +133,14 @@ class TalkingHeadTemporalSampler:
                 "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFF,
                                  "tooltip": "Seed of blinks and head motion: the same seed gives the same frames."}),
                 "width": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 2,
-                                  "tooltip": "Output width in px; 0 keeps the reference's size."}),
+                                  "tooltip": "Output width in px. 0 (with height 0): the portrait's own size, up to "
+                                  "1024 px on the long side and even; a large portrait is cropped around the head "
+                                  "before it is shrunk, so the face keeps its detail. With only one of width/height "
+                                  "set, the other follows the portrait's shape."}),
                 "height": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 2,
-                                   "tooltip": "Output height in px; 0 keeps the reference's size."}),
+                                   "tooltip": "Output height in px. 0 (with width 0): the default framing (see "
+                                   "width). Both set: the portrait is scaled to cover that size and cropped "
+                                   "around the face, never stretched."}),
                 "motion_strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,
                                               "tooltip": "Head motion and brow lifts: 0 keeps the head still "
                                               "(only mouth and blinks move), 1 natural, 2 lively."}),
@@ -162,6 +169,8 @@ class TalkingHeadTemporalSampler:
                                motion_strength=float(motion_strength), blink_rate_per_min=float(blink_rate_per_min),
                                seed=int(seed))
         stream = render_frames(reference, viseme_track, config)
+        report_text = render_report(stream, engine)
+        logger.info("TemporalSampler: %s", stream.framing.note)
         if stream.life.cues != "prosody":
             logger.warning("TemporalSampler: the viseme track has no loudness or pitch (made without audio, or "
                            "saved by an older version): nods and brow lifts follow the jaw instead of stress and "
@@ -183,7 +192,19 @@ class TalkingHeadTemporalSampler:
             first = next(iter(stream.images()))
             images = comfy_env.numpy_to_image_batch(first)
         # Mux renders the stream while it encodes, and its progress bar counts those frames.
-        return (images, stream)
+        return {"ui": {"text": [report_text]}, "result": (images, stream, report_text)}
+
+
+def render_report(stream, engine: str) -> str:
+    """The Temporal Sampler's report: size and framing, frames, what drives the head's life."""
+    cues = ("nods on stressed syllables, brow lifts on pitch accents" if stream.life.cues == "prosody"
+            else "nods and brow lifts follow the jaw (the track has no loudness or pitch)")
+    return "\n".join([
+        f"engine: {engine}",
+        stream.framing.note,
+        f"{len(stream)} frames at {stream.fps:g} fps ({len(stream) / stream.fps:.2f} s)",
+        f"head motion: {cues}",
+    ])
 
 
 def _model_path(kind_input: str, name, none_value: str):

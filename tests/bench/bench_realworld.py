@@ -129,27 +129,27 @@ def measure_video(path: Path, max_s: float) -> dict:
     return mouth_stats(np.array(gaps))
 
 
-def lid_delta_e(reference_frame: np.ndarray, frames: list, landmarks: list, eyes_68: list) -> float:
-    """Median CIEDE2000 between the closed eye (inside the reference's eye outline, moved with the
-    frame) and the upper-lid skin just above it in the reference; one value per full blink frame."""
+def lid_delta_e(reference_frame: np.ndarray, frames: list, open_eyes: list) -> float:
+    """Median CIEDE2000 between the closed lid and the upper-lid skin just above the eye in the
+    reference, one value per eye per full-blink frame. The lid is measured inside the upper 60 % of
+    where the open eye is in that frame (its outline moved with the head, not with the blink), so the
+    lash line the lids meet in is left out; the skin is a band 0.06-0.14 IOD above the upper lid."""
     import cv2
     from skimage.color import deltaE_ciede2000, rgb2lab
 
     out = []
-    for image, p in zip(frames, landmarks):
-        for idx in eyes_68:
-            eye = p[idx]
-            iod = np.linalg.norm(p[36:42].mean(0) - p[42:48].mean(0))
+    for image, p in zip(frames, open_eyes):
+        iod = np.linalg.norm(p[36:42].mean(0) - p[42:48].mean(0))
+        for eye in (p[36:42], p[42:48]):
             mask = np.zeros(image.shape[:2], np.uint8)
             cv2.fillPoly(mask, [np.round(eye).astype(np.int32)], 1)
-            mask = cv2.erode(mask, np.ones((3, 3), np.uint8))
+            top, bottom = eye[:, 1].min(), eye[:, 1].max()
+            mask[int(np.ceil(top + 0.6 * (bottom - top))):] = 0
             if mask.sum() < 4:
                 continue
-            # lid skin: a band above the upper lid, 0.06-0.14 IOD up, within the eye's width
             upper = eye[1:3].mean(0)
             x0, x1 = int(eye[:, 0].min()), int(eye[:, 0].max()) + 1
-            y1 = int(round(upper[1] - 0.06 * iod))
-            y0 = int(round(upper[1] - 0.14 * iod))
+            y0, y1 = int(round(upper[1] - 0.14 * iod)), int(round(upper[1] - 0.06 * iod))
             band = reference_frame[max(0, y0):max(1, y1), max(0, x0):x1]
             if band.size == 0:
                 continue
@@ -158,6 +158,16 @@ def lid_delta_e(reference_frame: np.ndarray, frames: list, landmarks: list, eyes
             lab = rgb2lab(np.array([[closed, skin]]) / 255.0)
             out.append(float(deltaE_ciede2000(lab[0, 0], lab[0, 1])))
     return float(np.median(out)) if out else float("nan")
+
+
+def open_eye_landmarks(stream, index: int) -> np.ndarray:
+    """iBUG-68 landmarks of frame `index` with the head motion and mouth but without the blink."""
+    from talkinghead.pipeline.render.weight_free import BASES, FrameControls
+
+    c = stream.controls(index)
+    coefficients = c.coefficients.copy()
+    coefficients[[BASES.index("blink_left"), BASES.index("blink_right")]] = 0.0
+    return stream.landmarks_68(index, FrameControls(coefficients, c.roll_rad, c.shift_px, c.scale))
 
 
 def contact_sheet(frames: list, mouth_box, path: Path) -> None:
@@ -200,6 +210,7 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
     try:
         image = np.asarray(Image.open(portrait).convert("RGB"))
         encoded = encode_reference(image, consent=True)
+        t_encoded = time.perf_counter()
         if speech[0] == "speak":
             spoken = speak(SCRIPT, SpeakConfig())
             audio, timings = spoken.audio, spoken.timings
@@ -208,7 +219,9 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
             keep = int(speech[2] * audio.sample_rate)
             audio = type(audio)(audio.samples[:, :keep], audio.sample_rate)
             timings = None
+        t_audio = time.perf_counter()
         track = align_speech(audio, fps=25.0, speech_timings=timings)
+        t_aligned = time.perf_counter()
         stream = render_frames(encoded.reference, track, SamplerConfig())
         result = publish(stream.images(), audio, 25.0, str(out_dir / f"{portrait.stem}.mp4"),
                          reference_image_sha256=getattr(stream, "reference_image_sha256", None))
@@ -217,6 +230,8 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
         return row
     wall = time.perf_counter() - t0
     duration = audio.samples.shape[1] / audio.sample_rate
+    row["stages_s"] = {"encode": round(t_encoded - t0, 2), "speech": round(t_audio - t_encoded, 2),
+                       "align": round(t_aligned - t_audio, 2), "render+mux": round(t0 + wall - t_aligned, 2)}
     row.update(status="rendered", size=f"{stream.width}x{stream.height}", rtf=wall / duration,
                size_note=stream.framing.note)
     meter = MouthMeter()
@@ -241,11 +256,10 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
         row["r"] = float("nan")
     blink = np.asarray(stream.life.blink[:n])
     full = [i for i in range(n) if blink[i] >= 0.97]
-    p68 = _as_68(stream)
     row["blink_frames"] = len(full)
-    row["lid_de"] = lid_delta_e(stream.rig.frame, [frames[i] for i in full], [p68(i) for i in full],
-                                [list(range(36, 42)), list(range(42, 48))]) if full else float("nan")
-    lm = p68(0)
+    row["lid_de"] = lid_delta_e(stream.rig.frame, [frames[i] for i in full],
+                                [open_eye_landmarks(stream, i) for i in full]) if full else float("nan")
+    lm = stream.landmarks_68(0)
     mouth = lm[48:60]
     mw = float(np.linalg.norm(lm[54] - lm[48]))
     cx, cy = mouth.mean(0)
@@ -256,15 +270,6 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
     picks = sorted(set(picks[::2].tolist()) | set(order.tolist()))[:12]
     contact_sheet([frames[i] for i in picks], box, sheets_dir / f"{portrait.stem}__{label}.png")
     return row
-
-
-def _as_68(stream):
-    from talkinghead.pipeline.face.landmarks import IBUG68_FROM_MEDIAPIPE
-
-    def get(i):
-        p = stream.landmarks(i).astype(np.float64)
-        return p[IBUG68_FROM_MEDIAPIPE] if stream.layout == "mediapipe_478" else p
-    return get
 
 
 def fmt(x, spec=".3f") -> str:
@@ -319,7 +324,8 @@ def main() -> int:
                 rows.append(run_portrait(portrait, source, out, Path(args.sheets), label))
                 r = rows[-1]
                 print(f"  {r['portrait']} / {label}: {r['status']} "
-                      + (f"std {fmt(r['std'])} p90 {fmt(r['p90'])} rtf {fmt(r['rtf'], '.2f')}" if r["status"] == "rendered"
+                      + (f"std {fmt(r['std'])} p90 {fmt(r['p90'])} rtf {fmt(r['rtf'], '.2f')} {r['stages_s']}"
+                         if r["status"] == "rendered"
                          else r.get("reason", "")), file=sys.stderr, flush=True)
 
     print("Our output: default path (TemporalSampler defaults, watermark + C2PA), per portrait and speech\n")

@@ -90,9 +90,12 @@ def test_diffusion_without_a_checkpoint_says_what_to_put_where(models_dir, scene
 
 def test_weight_free_output_is_unchanged_by_the_new_inputs(models_dir, scene):
     reference, track = scene
-    plain, _ = Sampler().sample(**base_inputs(reference, track))
-    explicit, _ = Sampler().sample(**base_inputs(reference, track, engine="weight_free", strength=0.9, steps=3))
+    plain, _, report = Sampler().sample(**base_inputs(reference, track))["result"]
+    explicit, _, _ = Sampler().sample(**base_inputs(reference, track, engine="weight_free", strength=0.9,
+                                                    steps=3))["result"]
     torch.testing.assert_close(plain, explicit, rtol=0, atol=0)
+    # the report says the size chosen and why, and the editor shows it
+    assert "engine: weight_free" in report and f"output {plain.shape[2]}x{plain.shape[1]}" in report
 
 
 def test_diffusion_engine_runs_from_the_models_folders(models_dir, scene):
@@ -101,12 +104,13 @@ def test_diffusion_engine_runs_from_the_models_folders(models_dir, scene):
     context = comfy_env.HeadlessContext(str(models_dir), str(models_dir),
                                         progress_factory=lambda total: comfy_env.ProgressReporter(
                                             total, lambda d, t: steps.append((d, t))))
-    weight_free, _ = Sampler().sample(**base_inputs(reference, track))
+    weight_free = Sampler().sample(**base_inputs(reference, track))["result"][0]
     with comfy_env.headless(context):
-        images, stream = Sampler().sample(**base_inputs(
+        images, stream, report = Sampler().sample(**base_inputs(
             reference, track, engine="diffusion", checkpoint="tiny-sd15.safetensors",
             motion_module="tiny_mm.safetensors", controlnet="tiny-openpose", strength=0.5, steps=4, guidance=2.0,
-            context_length=4, context_overlap=1, device="cpu", keep_models_loaded=False))
+            context_length=4, context_overlap=1, device="cpu", keep_models_loaded=False))["result"]
+    assert "engine: diffusion" in report
     assert tuple(images.shape) == (6, 64, 64, 3) and images.dtype == torch.float32
     assert len(stream) == 6 and stream.fps == 25.0 and stream.info["steps_run"] == 2
     assert stream.info["reference"] != "off" and stream.info["landmark_control"]
