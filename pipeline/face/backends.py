@@ -164,7 +164,8 @@ class MediapipeBackend(Backend):
     def detect_fallback(self, work):
         """When the full-range detector finds nothing: the short-range detector, then the face mesh on
         the whole image (it finds some frontal studio portraits, glasses and a pout or a raised chin,
-        that BlazeFace misses). Mesh boxes are the landmarks' extent, scored 0.5."""
+        that BlazeFace misses on the whole picture), kept when a detector confirms it on a crop around
+        it. Mesh boxes are the landmarks' extent, scored 0.5."""
         h, w = work.shape[:2]
         with self._lock:
             if self._short_range is None:
@@ -182,8 +183,29 @@ class MediapipeBackend(Backend):
             mesh = self._mesh.process(np.ascontiguousarray(work))
         for face in mesh.multi_face_landmarks or []:
             pts = np.array([[p.x * w, p.y * h] for p in face.landmark], np.float32)
-            found.append((np.concatenate([pts.min(0), pts.max(0)]), MESH_FALLBACK_SCORE))
+            box = np.concatenate([pts.min(0), pts.max(0)])
+            # the mesh's own detector is more permissive (it also "finds" faces in cats and in
+            # upside-down pictures): keep a mesh face only if the detector confirms it on a crop
+            # around it, where the face has the size the detector is best at
+            if self._confirmed_on_crop(work, box):
+                found.append((box, MESH_FALLBACK_SCORE))
         return found
+
+    def _confirmed_on_crop(self, work: np.ndarray, box: np.ndarray) -> bool:
+        h, w = work.shape[:2]
+        centre = (box[:2] + box[2:]) / 2.0
+        half = 1.2 * float(max(box[2:] - box[:2]))
+        x0, y0 = int(max(0, centre[0] - half)), int(max(0, centre[1] - half))
+        x1, y1 = int(min(w, centre[0] + half)), int(min(h, centre[1] + half))
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return False
+        crop = np.ascontiguousarray(work[y0:y1, x0:x1])
+        for detector in (self._detector, self._short_range):
+            with self._lock:
+                result = detector.process(crop)
+            if result.detections:
+                return True
+        return False
 
     def landmarks(self, crop, box_in_crop):
         s = crop.shape[1]

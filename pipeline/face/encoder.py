@@ -110,6 +110,8 @@ def encode_reference(image: Any, *, consent: bool, face_index: int = 0, backend:
 
     faces = _upright(detect_faces(rgb, name))
     step(1)
+    if faces and all(f.second_look for f in faces) and detect_rotation(rgb, name):
+        faces = []  # only the permissive second look saw a face, and the picture reads better turned
     if not faces:
         turn = detect_rotation(rgb, name)
         if turn:

@@ -110,6 +110,7 @@ class FaceDetection:
     landmark_confidence: float      # 0..1: share of landmarks inside the image x geometric plausibility
     backend: str
     image_size: tuple[int, int] = (0, 0)  # (width, height) of the image the coordinates refer to
+    second_look: bool = False       # found by the backend's fallback, not its main detector
 
     def landmarks_68(self) -> np.ndarray:
         """(68, 2) float32 in iBUG-68 order."""
@@ -282,7 +283,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def detect_faces(image_rgb: np.ndarray, backend: str = "auto", max_faces: int = 8) -> list[FaceDetection]:
+def detect_faces(image_rgb: np.ndarray, backend: str = "auto", max_faces: int = 8,
+                 second_look: bool = True) -> list[FaceDetection]:
     """Faces in an RGB uint8 image, largest first (see the module docstring for ties); [] when none.
 
     The detector runs on a copy of at most ~1000 px; landmarks are fitted on a crop around each face at
@@ -302,7 +304,10 @@ def detect_faces(image_rgb: np.ndarray, backend: str = "auto", max_faces: int = 
         sx, sy = work_w / w, work_h / h
     else:
         work, sx, sy = image, 1.0, 1.0
-    raw = impl.detect(work) or impl.detect_fallback(work)
+    raw = impl.detect(work)
+    fallback = not raw and second_look
+    if fallback:
+        raw = impl.detect_fallback(work)
     raw.sort(key=lambda item: -item[1])
     faces: list[FaceDetection] = []
     for box_work, score in raw:
@@ -321,7 +326,7 @@ def detect_faces(image_rgb: np.ndarray, backend: str = "auto", max_faces: int = 
         clipped = np.array([np.clip(box[0], 0, w), np.clip(box[1], 0, h), np.clip(box[2], 0, w),
                             np.clip(box[3], 0, h)], np.float32)
         face = FaceDetection(box_xyxy=clipped, score=float(score), landmarks_xy=pts, layout=impl.layout,
-                             landmark_confidence=0.0, backend=impl.name, image_size=(w, h))
+                             landmark_confidence=0.0, backend=impl.name, image_size=(w, h), second_look=fallback)
         face.landmark_confidence = _landmark_confidence(face.landmarks_68().astype(np.float64), box, w, h)
         if any(_iou(face.box_xyxy, other.box_xyxy) > 0.5 for other in faces):
             continue
@@ -369,7 +374,9 @@ def detect_rotation(image_rgb: np.ndarray, backend: str = "auto") -> int:
     name = resolve_backend(backend)
     best_k, best_q = 0, 0.0
     for k in (0, 90, 180, 270):
-        faces = detect_faces(rotate_clockwise(image, k), name, max_faces=1)
+        # the main detector only: the more permissive second look also takes some turned pictures
+        # (and animals) for upright faces
+        faces = detect_faces(rotate_clockwise(image, k), name, max_faces=1, second_look=False)
         if not faces:
             continue
         face = faces[0]
@@ -396,8 +403,13 @@ def find_face(image_rgb: np.ndarray, backend: str = "auto", input_name: str = "i
     name = resolve_backend(backend)
     faces = detect_faces(image, name)
     upright = [f for f in faces if abs(eye_line_roll(f)) <= UPRIGHT_ROLL_DEG]
-    if not upright:
+    if not upright or all(f.second_look for f in upright):
         turn = detect_rotation(image, name)
+        if turn == 0 and upright:
+            turn = None  # a face only the second look found, and no better reading turned
+    else:
+        turn = None
+    if turn is not None:
         if turn:
             raise InputError(input_name, f"the image appears rotated: its face is upright after turning it "
                              f"{turn} degrees clockwise", f"Rotate the image {turn} degrees clockwise and try again.")

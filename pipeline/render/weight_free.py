@@ -694,26 +694,21 @@ class FrameStream:
         """float32 [N, 2] landmarks of frame `index`, output px."""
         rig = self.rig
         c = controls or self.controls(index)
-        coef = c.coefficients
-        if np.any(coef != 0):
-            coef = coef * self._expression(coef)[1]
-        lm = rig.landmarks + np.tensordot(coef, rig.basis_landmarks, axes=1)
-        m = _head_matrix(rig, c)
-        moved = lm @ m[:, :2].T + m[:, 2]
-        lm = lm + rig.head_weight_landmarks[:, None] * (moved - lm)
-        return lm.astype(np.float32)
+        return self._moved(rig.landmarks, rig.basis_landmarks, rig.head_weight_landmarks, c).astype(np.float32)
 
     def landmarks_68(self, index: int, controls: Optional[FrameControls] = None) -> np.ndarray:
         """float64 [68, 2] iBUG landmarks of frame `index`, output px."""
         rig = self.rig
-        c = controls or self.controls(index)
+        return self._moved(rig.landmarks_68, rig.basis_68, rig.head_weight_68, controls or self.controls(index))
+
+    def _moved(self, points: np.ndarray, basis: np.ndarray, head_weight: np.ndarray, c: FrameControls) -> np.ndarray:
+        """Reference points [P, 2] moved by the expression (`basis` [K, P, 2]) and the head motion."""
         coef = c.coefficients
         if np.any(coef != 0):
             coef = coef * self._expression(coef)[1]
-        lm = rig.landmarks_68 + np.tensordot(coef, rig.basis_68, axes=1)
-        m = _head_matrix(rig, c)
-        weight = rig.head_weight_68[:, None]
-        return lm + weight * (lm @ m[:, :2].T + m[:, 2] - lm)
+        lm = points + np.tensordot(coef, basis, axes=1)
+        m = _head_matrix(self.rig, c)
+        return lm + head_weight[:, None] * (lm @ m[:, :2].T + m[:, 2] - lm)
 
     def render(self, index: int) -> RenderedFrame:
         """Renders frame `index` (0 <= index < num_frames)."""

@@ -215,7 +215,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
     import numpy as np, torch
     torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
-    from unit.test_diffusion_engine import video
+    from unit.render.test_diffusion_engine import video
     from talkinghead.pipeline.render.diffusion import DiffusionSettings, diffuse_frames, models_from_objects
     from talkinghead.pipeline.render.diffusion.random_models import build
     n = int(sys.argv[1])
