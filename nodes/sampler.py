@@ -169,7 +169,7 @@ class TalkingHeadTemporalSampler:
                                motion_strength=float(motion_strength), blink_rate_per_min=float(blink_rate_per_min),
                                seed=int(seed))
         stream = render_frames(reference, viseme_track, config)
-        report_text = render_report(stream, engine)
+        report_text = stream.report(engine)
         logger.info("TemporalSampler: %s", stream.framing.note)
         if stream.life.cues != "prosody":
             logger.warning("TemporalSampler: the viseme track has no loudness or pitch (made without audio, or "
@@ -193,18 +193,6 @@ class TalkingHeadTemporalSampler:
             images = comfy_env.numpy_to_image_batch(first)
         # Mux renders the stream while it encodes, and its progress bar counts those frames.
         return {"ui": {"text": [report_text]}, "result": (images, stream, report_text)}
-
-
-def render_report(stream, engine: str) -> str:
-    """The Temporal Sampler's report: size and framing, frames, what drives the head's life."""
-    cues = ("nods on stressed syllables, brow lifts on pitch accents" if stream.life.cues == "prosody"
-            else "nods and brow lifts follow the jaw (the track has no loudness or pitch)")
-    return "\n".join([
-        f"engine: {engine}",
-        stream.framing.note,
-        f"{len(stream)} frames at {stream.fps:g} fps ({len(stream) / stream.fps:.2f} s)",
-        f"head motion: {cues}",
-    ])
 
 
 def _model_path(kind_input: str, name, none_value: str):

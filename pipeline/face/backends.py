@@ -130,6 +130,17 @@ def _import_mediapipe():
     return mediapipe
 
 
+def _detections(result, shape) -> list[tuple[np.ndarray, float]]:
+    """mediapipe FaceDetection results -> [(box_xyxy in pixels of an image of `shape`, score)]."""
+    h, w = shape[:2]
+    found = []
+    for det in result.detections or []:
+        box = det.location_data.relative_bounding_box
+        found.append((np.array([box.xmin * w, box.ymin * h, (box.xmin + box.width) * w, (box.ymin + box.height) * h],
+                               np.float32), float(det.score[0])))
+    return found
+
+
 class MediapipeBackend(Backend):
     name = "mediapipe"
     layout = "mediapipe_478"
@@ -150,16 +161,9 @@ class MediapipeBackend(Backend):
         )
 
     def detect(self, work):
-        h, w = work.shape[:2]
         with self._lock:
             result = self._detector.process(np.ascontiguousarray(work))
-        found = []
-        for det in result.detections or []:
-            box = det.location_data.relative_bounding_box
-            xyxy = np.array([box.xmin * w, box.ymin * h, (box.xmin + box.width) * w, (box.ymin + box.height) * h],
-                            np.float32)
-            found.append((xyxy, float(det.score[0])))
-        return found
+        return _detections(result, work.shape)
 
     def detect_fallback(self, work):
         """When the full-range detector finds nothing: the short-range detector, then the face mesh on
@@ -172,11 +176,7 @@ class MediapipeBackend(Backend):
                 self._short_range = _import_mediapipe().solutions.face_detection.FaceDetection(
                     model_selection=0, min_detection_confidence=0.5)
             result = self._short_range.process(np.ascontiguousarray(work))
-        found = []
-        for det in result.detections or []:
-            box = det.location_data.relative_bounding_box
-            found.append((np.array([box.xmin * w, box.ymin * h, (box.xmin + box.width) * w,
-                                    (box.ymin + box.height) * h], np.float32), float(det.score[0])))
+        found = _detections(result, work.shape)
         if found:
             return found
         with self._lock:

@@ -109,9 +109,12 @@ def paint_closed_lips(image: np.ndarray, upper_xy: np.ndarray, lower_xy: np.ndar
     grow = max(1, int(round(0.012 * mouth_width_px)))
     mask = cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
     alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.6, 0.012 * mouth_width_px))
+    # the seam: half way between the lips, at the upper lip's points
+    upper_local, lower_local = local[: len(upper_xy)], local[len(upper_xy):]
+    by_x = np.argsort(lower_local[:, 0])
+    lower_y = np.interp(upper_local[:, 0], lower_local[by_x, 0], lower_local[by_x, 1])
+    middle = np.stack([upper_local[:, 0], (upper_local[:, 1] + lower_y) / 2], 1)
     seam = np.zeros_like(mask)
-    middle = (local[: len(upper_xy)] + local[len(upper_xy):][np.argsort(local[len(upper_xy):, 0])][
-        np.searchsorted(np.sort(local[len(upper_xy):, 0]), local[: len(upper_xy), 0]).clip(0, len(lower_xy) - 1)]) / 2
     cv2.polylines(seam, [np.round(middle * 4).astype(np.int32)], False, 255, max(1, int(round(0.015 * mouth_width_px))),
                   cv2.LINE_AA, shift=2)
     seam_a = cv2.GaussianBlur(seam.astype(np.float32) / 255.0, (0, 0), max(0.5, 0.008 * mouth_width_px))

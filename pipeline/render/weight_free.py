@@ -210,7 +210,7 @@ def _lip_sides(layout: str, count: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------- eyelids
 
-class ClosedEyePatch:
+class LashLine:
     """The last sliver of a closing eye, covered by its own lash line.
 
     The blink warp brings the reference's upper lid, its lashes and the lid skin above it down over
@@ -345,7 +345,7 @@ class FaceRig:
         outer = p[48:60]
         skin = np.array([p[1] * 0.5 + p[31] * 0.5, p[29], p[15] * 0.5 + p[35] * 0.5, p[33]])
         self.colours: MouthColours = measure_colours(frame, outer, skin, config.interior, inner_polygon_xy=p[60:68])
-        self.closed_eyes = [ClosedEyePatch(frame, p[36:42], self.iod), ClosedEyePatch(frame, p[42:48], self.iod)]
+        self.closed_eyes = [LashLine(frame, p[36:42], self.iod), LashLine(frame, p[42:48], self.iod)]
 
     # -- geometry in the mouth frame ------------------------------------------------------------
 
@@ -485,7 +485,7 @@ class FrameControls:
 def _mouth_coefficients(rig: FaceRig, mouth: np.ndarray, config: SamplerConfig) -> np.ndarray:
     """Coefficients of (jaw, upper_lip, lower_lip, corners), in half mouth widths."""
     jaw, width, rnd, closure, tuck = (float(x) for x in mouth)
-    n_jaw, n_width, n_round, n_closure, _ = config.neutral_mouth
+    n_jaw, n_width, n_round, _, _ = config.neutral_mouth
     mw = 2.0  # one mouth width in half-width units
     drop = config.jaw_drop_mw * mw * max(0.0, jaw - n_jaw) / (1.0 - n_jaw)
     r = max(0.0, rnd - n_round) / (1.0 - n_round)
@@ -495,7 +495,7 @@ def _mouth_coefficients(rig: FaceRig, mouth: np.ndarray, config: SamplerConfig) 
     coef = np.array([drop, upper, lower, corners])
     sens = rig.gap_sensitivity
     gap_px = rig.gap0_hw * rig.mouth_hw + float(sens @ coef)
-    c = float(np.clip((closure - n_closure) / (1.0 - n_closure), 0.0, 1.0))
+    c = _closure_amount(mouth, config)
     t = float(np.clip(tuck, 0.0, 1.0))
     close = max(c, t)
     # F/V: the lower lip rises to the upper teeth, leaving a sliver where their edge shows
@@ -616,6 +616,14 @@ class FrameStream:
             if self.progress is not None:
                 self.progress(i + 1, self.num_frames)
             yield frame
+
+    def report(self, engine: str = "weight_free") -> str:
+        """Plain-text summary for the node's report: engine, output size and why, frames, head-motion cues."""
+        cues = ("nods on stressed syllables, brow lifts on pitch accents" if self.life.cues == "prosody"
+                else "nods and brow lifts follow the jaw (the track has no loudness or pitch)")
+        return "\n".join([f"engine: {engine}", self.framing.note,
+                          f"{self.num_frames} frames at {self.fps:g} fps ({self.num_frames / self.fps:.2f} s)",
+                          f"head motion: {cues}"])
 
     def images(self) -> Iterator[np.ndarray]:
         """uint8 [H, W, 3] frames, lazily."""

@@ -208,7 +208,6 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
     from talkinghead.pipeline.speech.speak import SpeakConfig, speak
 
     row = {"portrait": portrait.name, "speech": label}
-    t0 = time.perf_counter()
     try:
         image = np.asarray(Image.open(portrait).convert("RGB"))
         meter = MouthMeter()
