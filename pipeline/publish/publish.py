@@ -102,7 +102,7 @@ def publish(frames: Any, audio: AudioClip, fps: float, output_path: str, *, wate
         config = config_for_strength(watermark_strength)
         payload = make_payload(GENERATOR_ID, int.from_bytes(clip_hash[:2], "big"),
                                int(time.time() if unix_time_s is None else unix_time_s) & 0xFFFFFFFF)
-        filters.append(WatermarkEmbedder(payload, config).embed)
+        filters.append(WatermarkEmbedder(payload, config).embed_next)
         payload_hex = payload.hex()
         if float(watermark_strength) != 1.0:
             notes.append(f"watermark: strength {float(watermark_strength):g} (PSNR >= "

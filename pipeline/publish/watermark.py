@@ -111,6 +111,7 @@ Pure numpy (+ OpenCV when installed, for speed; scipy otherwise). Never imports 
 from __future__ import annotations
 
 import hashlib
+import math
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -697,6 +698,7 @@ class WatermarkEmbedder:
         self.config = config
         self._tile = _payload_tile(payload, config)
         self._patterns: Dict[Tuple[int, int], np.ndarray] = {}
+        self._stream_base: Optional[_StreamBase] = None
 
     def pattern(self, height: int, width: int) -> np.ndarray:
         """Unit-RMS tiled pattern for a frame size, float32 [H, W] (cached)."""
@@ -711,35 +713,150 @@ class WatermarkEmbedder:
 
     def delta(self, frame: np.ndarray) -> np.ndarray:
         """The luma change for one frame, float32 [H, W] in 8-bit levels (before rounding)."""
+        d = self._unscaled_delta(frame)
+        return d * np.float32(self._rms_scale(_sum_sq(d), d.size))
+
+    def _unscaled_delta(self, frame: np.ndarray, origin: Tuple[int, int] = (0, 0),
+                        frame_hw: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """pattern x perceptual mask x strength, float32 [h, w], for `frame`: uint8 RGB [h, w, 3], a
+        whole frame, or a window of a frame of size `frame_hw` whose top-left pixel is `origin` (y, x)."""
         cfg = self.config
-        y = _luma(frame)
-        mean = _box(y, cfg.mask_window_px)
-        var = _box(y * y, cfg.mask_window_px) - mean * mean
-        gain = np.sqrt(np.maximum(var, 0.0)) * (1.0 / cfg.mask_ref_std)
+        h, w = frame.shape[:2]
+        y0, x0 = origin
+        pattern = self.pattern(*(frame_hw or (h, w)))[y0:y0 + h, x0:x0 + w]
+        if _cv2 is None:
+            y = _luma(frame)
+            mean = _box(y, cfg.mask_window_px)
+            var = _box(y * y, cfg.mask_window_px) - mean * mean
+            gain = np.sqrt(np.maximum(var, 0.0)) * (1.0 / cfg.mask_ref_std)
+            return (pattern * np.clip(gain, cfg.mask_min, cfg.mask_max) * cfg.strength).astype(np.float32)
+        # the local-contrast mask in OpenCV calls on the uint8 luma: box and squared-box sums
+        # straight from uint8, no float copies of the frame (about half the time of the NumPy form)
+        y8 = _cv2.cvtColor(frame, _cv2.COLOR_RGB2GRAY)
+        window = (cfg.mask_window_px, cfg.mask_window_px)
+        mean = _cv2.boxFilter(y8, _cv2.CV_32F, window, borderType=_cv2.BORDER_REFLECT)
+        mean_sq = _cv2.sqrBoxFilter(y8, _cv2.CV_32F, window, borderType=_cv2.BORDER_REFLECT)
+        gain = _cv2.sqrt(_cv2.max(_cv2.subtract(mean_sq, _cv2.multiply(mean, mean)), 0.0))
+        gain *= 1.0 / cfg.mask_ref_std
         np.clip(gain, cfg.mask_min, cfg.mask_max, out=gain)
-        d = self.pattern(*y.shape) * gain
-        d *= cfg.strength
-        rms = float(np.sqrt(np.dot(d.ravel(), d.ravel()) / d.size))
-        if rms > cfg.max_rms:
-            d *= cfg.max_rms / rms
-        return d
+        return _cv2.multiply(np.ascontiguousarray(pattern), gain, scale=cfg.strength)
+
+    def _rms_scale(self, sum_sq: float, count: int) -> float:
+        """The factor that brings a delta with this sum of squares down to the RMS cap (<= 1)."""
+        rms = math.sqrt(max(sum_sq, 0.0) / count)
+        return 1.0 if rms <= self.config.max_rms else self.config.max_rms / rms
 
     def embed(self, frame: Any) -> np.ndarray:
         """Marks one frame. frame: uint8 RGB [H, W, 3] -> uint8 RGB [H, W, 3] (a new array)."""
         arr = _check_frame(frame)
-        d = np.rint(self.delta(arr))
-        if _cv2 is not None:
-            pos = np.clip(d, 0, 255).astype(np.uint8)
-            neg = np.clip(-d, 0, 255).astype(np.uint8)
-            out = _cv2.add(arr, _cv2.merge([pos, pos, pos]))
-            return _cv2.subtract(out, _cv2.merge([neg, neg, neg]))
-        out = arr.astype(np.int16) + d.astype(np.int16)[..., None]
-        return np.clip(out, 0, 255).astype(np.uint8)
+        return _add_luma(arr, self.delta(arr))
+
+    def embed_next(self, frame: Any) -> np.ndarray:
+        """Marks the next frame of a clip; like `embed`, but faster where frames share pixels.
+
+        The mark of a pixel depends only on the frame's pixels within half the mask window, so
+        where a frame equals the last fully marked one (a talking head: all but the head), that
+        frame's marked pixels are reused and only the changed box (plus the window) is computed.
+        The RMS cap still holds per frame: a full frame is marked with a scale
+        `STREAM_RMS_HEADROOM` under the cap, which covers the small changes of the moving region;
+        a frame that would exceed it, or that changed in more than `STREAM_FULL_SHARE` of its
+        area, is marked whole and becomes the new base. Frames must come in order from one caller.
+        """
+        arr = _check_frame(frame)
+        base = self._stream_base
+        if base is None or base.frame.shape != arr.shape:
+            return self._new_base(arr)
+        changed = _changed_box(arr, base.frame)
+        if changed is None:
+            return base.marked.copy()
+        h, w = arr.shape[:2]
+        reach = self.config.mask_window_px // 2 + 1
+        y0, y1, x0, x1 = _grow(changed, reach, h, w)      # pixels whose mark can differ
+        if (y1 - y0) * (x1 - x0) > STREAM_FULL_SHARE * h * w:
+            return self._new_base(arr)
+        wy0, wy1, wx0, wx1 = _grow((y0, y1, x0, x1), reach, h, w)   # what their mask reads
+        window = self._unscaled_delta(arr[wy0:wy1, wx0:wx1], (wy0, wx0), (h, w))
+        region = window[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
+        sum_sq = base.sum_sq - _sum_sq(base.unscaled[y0:y1, x0:x1]) + _sum_sq(region)
+        if self._rms_scale(sum_sq, h * w) < base.scale:
+            return self._new_base(arr)
+        out = base.marked.copy()
+        out[y0:y1, x0:x1] = _add_luma(arr[y0:y1, x0:x1], region * np.float32(base.scale))
+        return out
+
+    def _new_base(self, arr: np.ndarray) -> np.ndarray:
+        unscaled = self._unscaled_delta(arr)
+        sum_sq = _sum_sq(unscaled)
+        scale = self._rms_scale(sum_sq, unscaled.size)
+        if scale < 1.0:
+            scale *= 1.0 - STREAM_RMS_HEADROOM
+        marked = _add_luma(arr, unscaled * np.float32(scale))
+        self._stream_base = _StreamBase(arr.copy(), marked, unscaled, sum_sq, scale)
+        return marked.copy()
 
     def embed_stream(self, frames: Iterable[Any]) -> Iterator[np.ndarray]:
-        """Lazily marks an iterable of uint8 RGB [H, W, 3] frames."""
+        """Lazily marks an iterable of uint8 RGB [H, W, 3] frames (one clip, in order)."""
+        self._stream_base = None
         for frame in frames:
-            yield self.embed(frame)
+            yield self.embed_next(frame)
+
+
+#: `WatermarkEmbedder.embed_next`: a frame whose changed box (plus the mask window) covers more
+#: than this share of it is marked whole.
+STREAM_FULL_SHARE = 0.7
+#: ... and frames marked whole are scaled this far under the RMS cap, so the next frames, whose
+#: moving parts raise the RMS slightly, reuse them (0.02: -0.17 dB of mark, PSNR still >= 40 dB).
+STREAM_RMS_HEADROOM = 0.02
+
+
+@dataclass
+class _StreamBase:
+    """The last frame `embed_next` marked whole: its pixels, marked pixels, unscaled delta."""
+
+    frame: np.ndarray
+    marked: np.ndarray
+    unscaled: np.ndarray
+    sum_sq: float
+    scale: float
+
+
+def _sum_sq(values: np.ndarray) -> float:
+    # cv2.norm, not np.dot: a BLAS dot product would wake its thread pool on every frame
+    if _cv2 is not None:
+        return float(_cv2.norm(values, _cv2.NORM_L2SQR))
+    return float(np.sum(np.square(values, dtype=np.float64)))
+
+
+def _add_luma(arr: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """uint8 RGB [h, w, 3] + the rounded luma delta [h, w] on every channel, saturated."""
+    if _cv2 is not None:
+        steps = np.rint(delta).astype(np.int16)
+        return _cv2.add(arr, _cv2.merge([steps, steps, steps]), dtype=_cv2.CV_8U)
+    out = arr.astype(np.int16) + np.rint(delta).astype(np.int16)[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _changed_box(frame: np.ndarray, base: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
+    """(y0, y1, x0, x1) bounding the pixels where two uint8 [H, W, 3] frames differ; None if equal."""
+    h, w = frame.shape[:2]
+    if _cv2 is not None:
+        # the bounding box of the non-zero bytes of the difference, read as one channel of 3 w
+        # columns (cv2.boundingRect: 0.2 ms on 1024x1024; cv2.reduce row maxima took 12 ms)
+        bx, by, bw, bh = _cv2.boundingRect(_cv2.absdiff(frame, base).reshape(h, w * 3))
+        if bw == 0 or bh == 0:
+            return None
+        return by, by + bh, bx // 3, -(-(bx + bw) // 3)
+    changed = np.any(frame != base, axis=2)
+    rows = np.flatnonzero(changed.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(changed.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _grow(box: Tuple[int, int, int, int], margin: int, h: int, w: int) -> Tuple[int, int, int, int]:
+    y0, y1, x0, x1 = box
+    return max(0, y0 - margin), min(h, y1 + margin), max(0, x0 - margin), min(w, x1 + margin)
 
 
 # ---------------------------------------------------------------------------------------------

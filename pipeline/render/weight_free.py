@@ -105,6 +105,8 @@ class SamplerConfig:
         field_step_mw: grid step of the displacement field, in mouth widths.
         min_jacobian_det: smallest allowed local area ratio of the forward map (no folds).
         newton_steps: iterations inverting the forward map.
+        band_cells: grid rows per remapped band (the moving region is remapped band by band, each
+            band only as wide as its moving cells).
         life: blink / head-motion / brow tuning.
         interior: mouth-interior tuning.
     """
@@ -128,8 +130,18 @@ class SamplerConfig:
     field_step_mw: float = 0.05
     min_jacobian_det: float = 0.02
     newton_steps: int = 6
+    band_cells: int = 8
     life: LifeConfig = field(default_factory=LifeConfig)
     interior: InteriorConfig = field(default_factory=InteriorConfig)
+
+
+@dataclass
+class MovingBand:
+    """A band of output pixels that can change: box (x0, y0, x1, y1) in px, and float32 [h, w, 2]
+    pixel_xy, the x, y of each of its pixels (the identity map that a frame's displacement adds to)."""
+
+    box: tuple[int, int, int, int]
+    pixel_xy: np.ndarray
 
 
 @dataclass
@@ -335,8 +347,7 @@ class FaceRig:
         self.head_weight_landmarks = hw_all[ng:]
         self.head_weight_68 = self._head_weight(p)
         self.head_pivot = p[8] + 0.25 * (p[8] - p[27])               # top of the neck, below the chin
-        bx, by = np.meshgrid(np.arange(x0, x1), np.arange(y0, y1))
-        self.base_x, self.base_y = bx.astype(np.float32), by.astype(np.float32)
+        self.bands = self._moving_bands(config.band_cells)
         # mouth measurements used per frame (units: mouth half widths along the mouth's ey)
         ey = self.mouth_ey
         self.gap0_hw = max(0.0, float((p[66] - p[62]) @ ey) / self.mouth_hw)
@@ -469,6 +480,33 @@ class FaceRig:
         r = np.sqrt((d ** 2).sum(1))
         return 1.0 - _smoothstep(1.0, 1.5, r)
 
+    def _moving_bands(self, band_cells: int) -> list["MovingBand"]:
+        """Horizontal bands of the ROI that can change, each as wide as its moving grid cells.
+
+        A pixel can move only where the head weight or an expression field is non-zero; the head
+        region is an ellipse, so a band per few grid rows remaps ~half the pixels of its bounding
+        box. One cell of margin covers the bilinear upsampling's reach into the next cell.
+        """
+        gh, gw = self.grid_x.shape
+        moving = self.head_weight_grid > 0
+        r0, r1, c0, c1 = self.live
+        moving[r0:r1, c0:c1] |= np.abs(self.basis_grid).max(axis=(0, 3)) > 0
+        moving = cv2.dilate(moving.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        x0u, y0u = self.grid_origin
+        fx0, fy0, fx1, fy1 = self.roi
+        step = self.step_px
+        bands = []
+        for top in range(0, gh, band_cells):
+            cols = np.where(moving[top:top + band_cells].any(axis=0))[0]
+            if len(cols) == 0:
+                continue
+            y0, y1 = max(fy0, y0u + top * step), min(fy1, y0u + min(gh, top + band_cells) * step)
+            x0, x1 = max(fx0, x0u + int(cols[0]) * step), min(fx1, x0u + (int(cols[-1]) + 1) * step)
+            if y1 > y0 and x1 > x0:
+                bx, by = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
+                bands.append(MovingBand((x0, y0, x1, y1), np.dstack([bx, by])))
+        return bands
+
 
 # ---------------------------------------------------------------------------------------- per frame
 
@@ -537,7 +575,11 @@ def _head_matrix(rig: FaceRig, c: FrameControls) -> np.ndarray:
 
 def _expression_field(rig: FaceRig, coef: np.ndarray, config: SamplerConfig) -> tuple[np.ndarray, float]:
     """(forward field float32 [gh, gw, 2], factor applied) with folds prevented."""
-    fwd = np.tensordot(coef.astype(np.float32), rig.basis_grid, axes=1)
+    # a weighted sum, not np.tensordot: BLAS would wake its thread pool for a 7-term sum per frame
+    fwd = np.zeros(rig.basis_grid.shape[1:], np.float32)
+    for k, basis in zip(coef, rig.basis_grid):
+        if k != 0:
+            fwd += np.float32(k) * basis
     factor = 1.0
     for _ in range(6):
         dxx, dxy = np.gradient(fwd[..., 0], rig.step_px)[::-1]
@@ -604,8 +646,7 @@ class FrameStream:
         self.num_frames = int(mouth.shape[0])
         self.height, self.width = rig.frame.shape[:2]
         self.layout = rig.layout
-        self._cache_key: Optional[bytes] = None
-        self._cache: tuple = (None, 1.0)
+        self._cache: tuple = (None, None)   # (coefficients bytes, expression field) of the last frame
 
     def __len__(self) -> int:
         return self.num_frames
@@ -636,18 +677,18 @@ class FrameStream:
     def source_map(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """float32 [H, W] x and y: where each output pixel of frame `index` is read in the reference."""
         map_x, map_y = np.meshgrid(np.arange(self.width, dtype=np.float32), np.arange(self.height, dtype=np.float32))
-        roi = self._roi_maps(self.controls(index))
-        if roi is not None:
-            x0, y0, x1, y1 = self.rig.roi
-            map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1] = roi
+        for band, source_xy in self._band_maps(self.controls(index)):
+            x0, y0, x1, y1 = band.box
+            map_x[y0:y1, x0:x1], map_y[y0:y1, x0:x1] = source_xy[..., 0], source_xy[..., 1]
         return map_x, map_y
 
-    def _roi_maps(self, c: FrameControls) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    def _band_maps(self, c: FrameControls) -> list[tuple["MovingBand", np.ndarray]]:
+        """(band, float32 [h, w, 2] source x, y in reference px) per moving band; [] for a still frame."""
         rig = self.rig
         moving = bool(np.any(c.coefficients != 0))
         head = c.roll_rad != 0 or c.scale != 0 or bool(np.any(c.shift_px != 0))
         if not moving and not head:
-            return None
+            return []
         s = np.float32(rig.step_px)
         gh, gw = rig.grid_x.shape
         back = np.zeros((gh, gw, 2), np.float32)
@@ -657,8 +698,10 @@ class FrameStream:
             back[r0:r1, c0:c1] = _invert(rig, fwd, self.config.newton_steps)
         if head:
             m = _head_matrix(rig, c)
-            a_inv = np.linalg.inv(m[:, :2])
-            t_inv = -a_inv @ m[:, 2]
+            # cv2, not np.linalg.inv: LAPACK would wake the BLAS thread pool, which then spins for
+            # milliseconds per frame on the cores the encoder needs
+            inverse = cv2.invertAffineTransform(m)
+            a_inv, t_inv = inverse[:, :2], inverse[:, 2]
             gx, gy = rig.grid_x, rig.grid_y
             qx = a_inv[0, 0] * gx + a_inv[0, 1] * gy + t_inv[0]
             qy = a_inv[1, 0] * gx + a_inv[1, 1] * gy + t_inv[1]
@@ -672,16 +715,19 @@ class FrameStream:
         else:
             disp = back
         up = cv2.resize(disp, (gw * rig.step_px, gh * rig.step_px), interpolation=cv2.INTER_LINEAR)
-        y0, y1, x0, x1 = rig.roi_crop
-        up = up[y0:y1, x0:x1]
-        return rig.base_x + up[..., 0], rig.base_y + up[..., 1]
+        x0u, y0u = rig.grid_origin
+        maps = []
+        for band in rig.bands:
+            x0, y0, x1, y1 = band.box
+            maps.append((band, cv2.add(up[y0 - y0u:y1 - y0u, x0 - x0u:x1 - x0u], band.pixel_xy)))
+        return maps
 
     def _expression(self, coef: np.ndarray) -> tuple[np.ndarray, float]:
         """Cached `_expression_field` (render needs it for the map and for the landmarks)."""
         key = coef.tobytes()
-        if self._cache_key != key:
-            self._cache_key, self._cache = key, _expression_field(self.rig, coef, self.config)
-        return self._cache
+        if self._cache[0] != key:
+            self._cache = (key, _expression_field(self.rig, coef, self.config))
+        return self._cache[1]
 
     def intended_mouth_opening(self) -> np.ndarray:
         """float32 [num_frames]: the inner-lip gap / inter-ocular distance this stream means to show
@@ -725,12 +771,12 @@ class FrameStream:
         rig = self.rig
         c = self.controls(index)
         image = rig.frame.copy()
-        coef = c.coefficients
-        if np.any(coef != 0) or c.roll_rad != 0 or c.scale != 0 or np.any(c.shift_px != 0):
-            map_x, map_y = self._roi_maps(c)
-            x0, y0, x1, y1 = rig.roi
-            image[y0:y1, x0:x1] = cv2.remap(rig.frame, map_x, map_y, cv2.INTER_LINEAR,
-                                            borderMode=cv2.BORDER_REPLICATE)
+        for band, source_xy in self._band_maps(c):
+            x0, y0, x1, y1 = band.box
+            # fixed-point maps (1/32 px): faster than float maps, and an unmoved pixel is copied exactly
+            fixed_xy, fixed_frac = cv2.convertMaps(source_xy, None, cv2.CV_16SC2)
+            cv2.remap(rig.frame, fixed_xy, fixed_frac, cv2.INTER_LINEAR, dst=image[y0:y1, x0:x1],
+                      borderMode=cv2.BORDER_REPLICATE)
         lm = self.landmarks(index, c)
         m = _head_matrix(rig, c)
         self._paint_interior(image, lm, self.mouth[index])
