@@ -272,6 +272,83 @@ class LashLine:
         image[y0:y1, x0:x1] = np.clip(region * (1 - a) + self.lash_rgb * a + 0.5, 0, 255).astype(np.uint8)
 
 
+class LidSkin:
+    """The closed upper lid's skin, taken from the reference's own lid just above the open eye.
+
+    The blink warp brings the upper lid margin down, and with it the eyeliner and lashes along it:
+    on made-up eyes that band is thick and dark, and a closed eye would show a dark stripe where a
+    real one shows lid skin. This lays the lid's own colour over the closed eye, top-down, between
+    the open eye's upper outline (a little above, to take in the eyeliner) and a lash line's
+    thickness above where the lids meet; the lash line itself is left to `LashLine`. The colour is
+    measured per column, in a band 0.05-0.15 IOD above the upper lid of the reference, so it keeps
+    the lid's shading from the inner to the outer corner.
+
+    Attributes:
+        columns_x: float32 [n] x of each measured column, reference px; column_rgb: float32 [n, 3].
+        centre: float64 [2] the eye's centre in the reference; iod: inter-ocular distance, px.
+    """
+
+    #: where the lid skin is measured, IOD above the upper lid (below the brow, above the eyeliner)
+    BAND_IOD = (0.05, 0.15)
+    #: how much of the covered area takes the lid colour (the warped lid shows through the rest)
+    COVER = 0.9
+
+    def __init__(self, frame: np.ndarray, contour: np.ndarray, iod: float):
+        h, w = frame.shape[:2]
+        self.iod = float(iod)
+        self.centre = contour.mean(0)
+        x0, x1 = int(np.floor(contour[:, 0].min())), int(np.ceil(contour[:, 0].max())) + 1
+        xs = np.arange(max(0, x0), min(w, x1))
+        upper_y = np.interp(xs, *_lid_curve(contour[0:4]))
+        near, far = (np.asarray(self.BAND_IOD) * iod)
+        rgb = []
+        for x, y in zip(xs, upper_y):
+            ya, yb = int(round(y - far)), int(round(y - near)) + 1
+            column = frame[max(0, ya):max(0, min(h, yb)), x].astype(np.float32)
+            rgb.append(np.median(column, axis=0) if len(column) else np.full(3, np.nan, np.float32))
+        rgb = np.asarray(rgb, np.float32).reshape(-1, 3)
+        ok = np.isfinite(rgb).all(1)
+        self.columns_x = xs[ok].astype(np.float32)
+        # smoothed along the lid: shading, not single columns of lashes or pores
+        self.column_rgb = cv2.GaussianBlur(rgb[ok][None], (0, 0), max(1.0, 0.03 * iod))[0] if ok.sum() > 2 \
+            else rgb[ok]
+
+    def paint(self, image: np.ndarray, open_xy: np.ndarray, closed_xy: np.ndarray, amount: float) -> None:
+        """Lays the lid colour over the closing eye in place. open_xy / closed_xy: the eye's 6 iBUG
+        points in this frame without / with the blink; amount 0..1."""
+        if amount <= 0 or len(self.columns_x) < 2:
+            return
+        iod = self.iod
+        top = open_xy[0:4] - (0.0, 0.035 * iod)                     # above the eyeliner
+        bottom = closed_xy[0:4] - (0.0, 0.03 * iod)                 # above the lash line
+        bottom[:, 1] = np.maximum(bottom[:, 1], top[:, 1])
+        poly = np.concatenate([top, bottom[::-1]], 0)
+        pad = int(math.ceil(0.05 * iod)) + 2
+        lo = np.floor(poly.min(0)).astype(int) - pad
+        hi = np.ceil(poly.max(0)).astype(int) + pad + 1
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = max(0, lo[0]), max(0, lo[1]), min(w, hi[0]), min(h, hi[1])
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [np.round((poly - (x0, y0)) * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+        alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.5, 0.015 * iod))
+        alpha *= self.COVER * amount
+        # the reference's columns, moved with the eye (head motion)
+        dx = float(open_xy.mean(0)[0] - self.centre[0])
+        xs = np.arange(x0, x1, dtype=np.float32) - dx
+        colour = np.stack([np.interp(xs, self.columns_x, self.column_rgb[:, c]) for c in range(3)], 1)
+        region = image[y0:y1, x0:x1].astype(np.float32)
+        a = np.clip(alpha, 0.0, 1.0)[..., None]
+        image[y0:y1, x0:x1] = np.clip(region * (1 - a) + colour[None] * a + 0.5, 0, 255).astype(np.uint8)
+
+
+def _lid_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of a lid outline (corner, two lid points, corner) sorted by x, for np.interp."""
+    order = np.argsort(points[:, 0])
+    return points[order, 0], points[order, 1]
+
+
 # ---------------------------------------------------------------------------------------- the rig
 
 class FaceRig:
@@ -357,6 +434,7 @@ class FaceRig:
         skin = np.array([p[1] * 0.5 + p[31] * 0.5, p[29], p[15] * 0.5 + p[35] * 0.5, p[33]])
         self.colours: MouthColours = measure_colours(frame, outer, skin, config.interior, inner_polygon_xy=p[60:68])
         self.closed_eyes = [LashLine(frame, p[36:42], self.iod), LashLine(frame, p[42:48], self.iod)]
+        self.lid_skins = [LidSkin(frame, p[36:42], self.iod), LidSkin(frame, p[42:48], self.iod)]
 
     # -- geometry in the mouth frame ------------------------------------------------------------
 
@@ -778,14 +856,17 @@ class FrameStream:
             cv2.remap(rig.frame, fixed_xy, fixed_frac, cv2.INTER_LINEAR, dst=image[y0:y1, x0:x1],
                       borderMode=cv2.BORDER_REPLICATE)
         lm = self.landmarks(index, c)
-        m = _head_matrix(rig, c)
         self._paint_interior(image, lm, self.mouth[index])
         blink = float(self.life.blink[index])
         amount = float(_smoothstep(self.config.closed_eye_from, 1.0, np.array(blink)))
         if amount > 0:
             p68 = self.landmarks_68(index, c)
-            for eye, idx in zip(rig.closed_eyes, (slice(36, 42), slice(42, 48))):
-                eye.paint(image, p68[idx], amount)
+            unblinked = c.coefficients.copy()
+            unblinked[[BASES.index("blink_left"), BASES.index("blink_right")]] = 0.0
+            p68_open = self.landmarks_68(index, FrameControls(unblinked, c.roll_rad, c.shift_px, c.scale))
+            for lid, lash, idx in zip(rig.lid_skins, rig.closed_eyes, (slice(36, 42), slice(42, 48))):
+                lid.paint(image, p68_open[idx], p68[idx], amount)
+                lash.paint(image, p68[idx], amount)
         return RenderedFrame(index=index, image=image, landmarks_xy=lm)
 
     def _paint_interior(self, image: np.ndarray, lm: np.ndarray, mouth: np.ndarray) -> None:

@@ -211,3 +211,36 @@ def test_default_framing_caps_crops_around_the_face_and_says_so():
     # an explicit size is kept as set
     fixed = choose_framing(3511, 3511, (700, 600, 2800, 3100), 1920, 1080)
     assert (fixed.width, fixed.height) == (1920, 1080) and "as set" in fixed.note
+
+
+def _made_up_eyes(astronaut) -> np.ndarray:
+    """The astronaut at 1024 px with heavy eyeliner: a dark band along both upper lids."""
+    big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_CUBIC)
+    p68 = encode_reference(big, consent=True).reference.landmarks_68
+    iod = float(np.linalg.norm(p68[36:42].mean(0) - p68[42:48].mean(0)))
+    out = big.copy()
+    for eye in (p68[36:40], p68[42:46]):
+        cv2.polylines(out, [np.round(eye).astype(np.int32)], False, (25, 18, 20), max(2, int(0.05 * iod)), cv2.LINE_AA)
+    return out
+
+
+def test_blinks_close_with_the_lids_own_skin_and_keep_a_lash_line(astronaut, track):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from bench_realworld import lid_delta_e, open_eye_landmarks
+
+    reference = encode_reference(_made_up_eyes(astronaut), consent=True).reference
+    stream = render_frames(reference, track, SamplerConfig(blink_rate_per_min=40, seed=2))
+    full = [i for i in range(len(stream)) if stream.life.blink[i] >= 0.97]
+    assert full, "the clip must hold a full blink"
+    frames = [stream.render(i).image for i in full]
+    opened = [open_eye_landmarks(stream, i) for i in full]
+    # the closed lid has the colour of the lid skin above the eye, not of the eyeliner it carried down
+    assert lid_delta_e(stream.rig.frame, frames, opened) <= 8.0
+    # and the lids meet in a dark lash line
+    image, closed = frames[0], stream.landmarks_68(full[0])
+    iod = float(np.linalg.norm(closed[36:42].mean(0) - closed[42:48].mean(0)))
+    for eye_open, eye_closed in ((opened[0][36:42], closed[36:42]), (opened[0][42:48], closed[42:48])):
+        meet = np.round(eye_closed[[4, 5]].mean(0)).astype(int)                 # on the lower lid
+        lid = np.round(eye_open[[1, 2]].mean(0) + (0, 0.02 * iod)).astype(int)  # where the eye was open
+        luma = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float64)
+        assert luma[meet[1] - 2:meet[1] + 1, meet[0] - 2:meet[0] + 3].mean() + 25 < luma[lid[1], lid[0] - 2:lid[0] + 3].mean()
