@@ -37,8 +37,12 @@ SCRIPT = ("Bob made a big map of the moon. We walked along the beach, and five b
           "the fence. Who knew the blue balloon would float all the way up to the roof?")
 #: A portrait whose own re-measured gap is under this counts as closed-mouth (the targets' subject).
 CLOSED_MOUTH_GAP = 0.04
+#: A P/B/M frame is "as closed as the portrait" when its gap is at most the portrait's own + this.
+OWN_CLOSED_TOLERANCE = 0.005
+#: The 1080p timing run (issue 17: <= 1.0x real time at 1920x1080 output).
+HD_PORTRAIT, HD_SIZE = "liveportrait__s1", (1920, 1080)
 #: Targets of issue 17 (relative to the corpus's real talking videos, measured in the same run).
-STD_RATIO_MIN, P90_RATIO_RANGE, CLOSURE_MIN, R_MIN, DE_MAX, RTF_MAX = 0.8, (0.8, 1.25), 0.90, 0.8, 8.0, 0.5
+STD_RATIO_MIN, P90_RATIO_RANGE, CLOSURE_MIN, R_MIN, DE_MAX, RTF_MAX, RTF_HD_MAX = 0.8, (0.8, 1.25), 0.90, 0.8, 8.0, 0.5, 1.0
 
 
 class MouthMeter:
@@ -195,8 +199,10 @@ def contact_sheet(frames: list, mouth_box, path: Path) -> None:
     sheet.save(path)
 
 
-def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label: str) -> dict:
-    """One portrait, one speech source, through the default path. speech: ("file", Path, max_s) or ("speak",)."""
+def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label: str,
+                 sampler: dict | None = None) -> dict:
+    """One portrait, one speech source, through the default path. speech: ("file", Path, max_s) or
+    ("speak",); sampler: SamplerConfig fields other than the defaults (e.g. a 1920x1080 size)."""
     from PIL import Image
 
     from talkinghead.pipeline.core.audio_io import load_audio
@@ -229,7 +235,7 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
         t_audio = time.perf_counter()
         track = align_speech(audio, fps=25.0, speech_timings=timings)
         t_aligned = time.perf_counter()
-        stream = render_frames(encoded.reference, track, SamplerConfig())
+        stream = render_frames(encoded.reference, track, SamplerConfig(**(sampler or {})))
         result = publish(stream.images(), audio, 25.0, str(out_dir / f"{portrait.stem}.mp4"),
                          reference_image_sha256=getattr(stream, "reference_image_sha256", None))
     except InputError as exc:
@@ -240,6 +246,7 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
     row["stages_s"] = {"encode": round(t_encoded - t0, 2), "speech": round(t_audio - t_encoded, 2),
                        "align": round(t_aligned - t_audio, 2), "render+mux": round(t0 + wall - t_aligned, 2)}
     row.update(status="rendered", size=f"{stream.width}x{stream.height}", rtf=wall / duration,
+               rtf_align=(t_aligned - t_audio) / duration, rtf_render=(t0 + wall - t_aligned) / duration,
                size_note=stream.framing.note)
     meter = MouthMeter()
     gaps, frames = [], []
@@ -256,6 +263,10 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
     valid = np.isfinite(gaps[:n])
     row["closure_frames"] = int(np.sum(closure & valid))
     row["closure_closed"] = float(np.mean(gaps[:n][closure & valid] < 0.02)) if row["closure_frames"] else float("nan")
+    # FaceMesh reads some closed mouths (a moustache, a painted seam, a 256 px face) at 0.02 or more
+    # already on the portrait itself: "as closed as the portrait's own mouth" is that reading + 0.005
+    own = max(0.02, row["reference_gap"] + OWN_CLOSED_TOLERANCE)
+    row["closure_closed_own"] = float(np.mean(gaps[:n][closure & valid] <= own)) if row["closure_frames"] else float("nan")
     intended = stream.intended_mouth_opening()[:n]
     if valid.sum() > 3 and np.std(intended[valid]) > 0 and np.std(gaps[:n][valid]) > 0:
         row["r"] = float(np.corrcoef(intended[valid], gaps[:n][valid])[0, 1])
@@ -335,8 +346,17 @@ def main() -> int:
                          if r["status"] == "rendered"
                          else r.get("reason", "")), file=sys.stderr, flush=True)
 
+        hd_portrait = [p for p in portraits if p.stem == HD_PORTRAIT]
+        if hd_portrait and not args.no_speak:
+            out = Path(tmp) / "hd"
+            out.mkdir(exist_ok=True)
+            row = run_portrait(hd_portrait[0], ("speak",), out, Path(args.sheets), "speak-1080p",
+                               sampler={"width": HD_SIZE[0], "height": HD_SIZE[1]})
+            row["hd"] = True
+            rows.append(row)
+
     print("Our output: default path (TemporalSampler defaults, watermark + C2PA), per portrait and speech\n")
-    print("| portrait | portrait's own gap | speech | result | size | gap std | gap p90 | > 0.08 | P/B/M closed (frames) | r | lid dE | wall s / speech s |")
+    print("| portrait | portrait's own gap | speech | result | size | gap std | gap p90 | > 0.08 | P/B/M closed: < 0.02 / as the portrait's own (frames) | r | lid dE | wall s / speech s: all (align, render+publish) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if r["status"] != "rendered":
@@ -344,37 +364,60 @@ def main() -> int:
                   f"{r['reason']} | | | | | | | | |")
             continue
         print(f"| {r['portrait']} | {fmt(r['reference_gap'])} | {r['speech']} | rendered | {r['size']} | {fmt(r['std'])} | {fmt(r['p90'])} | "
-              f"{fmt(r['over_0_08'], '.2f')} | {fmt(r['closure_closed'], '.2f')} ({r['closure_frames']}) | "
-              f"{fmt(r['r'], '.2f')} | {fmt(r['lid_de'], '.1f')} | {fmt(r['rtf'], '.2f')} |")
-    done = [r for r in rows if r["status"] == "rendered"]
+              f"{fmt(r['over_0_08'], '.2f')} | {fmt(r['closure_closed'], '.2f')} / {fmt(r['closure_closed_own'], '.2f')} "
+              f"({r['closure_frames']}) | {fmt(r['r'], '.2f')} | {fmt(r['lid_de'], '.1f')} | {fmt(r['rtf'], '.2f')} "
+              f"({fmt(r['rtf_align'], '.2f')}, {fmt(r['rtf_render'], '.2f')}) |")
+    done = [r for r in rows if r["status"] == "rendered" and not r.get("hd")]
     if done:
         med_std = float(np.nanmedian([r["std"] for r in done]))
         med_p90 = float(np.nanmedian([r["p90"] for r in done]))
-        closed = [r["closure_closed"] for r in done if r["speech"] == "speak" and np.isfinite(r["closure_closed"])]
         closed_refs = [r for r in done if r.get("reference_gap", 1.0) < CLOSED_MOUTH_GAP]
+        tried = [r for r in rows if not r.get("hd")]
+        print(f"\nSummary: rendered {len(done)} of {len(tried)}; refused {len(tried) - len(done)}.")
+        print(f"- all portraits: gap std median {med_std:.3f} = {med_std / ref_std:.2f}x the videos' {ref_std:.3f}, "
+              f"p90 median {med_p90:.3f} = {med_p90 / ref_p90:.2f}x the videos' {ref_p90:.3f}")
         if closed_refs:
             c_std = float(np.nanmedian([r["std"] for r in closed_refs]))
             c_p90 = float(np.nanmedian([r["p90"] for r in closed_refs]))
-            print(f"- closed-mouth portraits only (gap < {CLOSED_MOUTH_GAP} on the portrait itself, "
-                  f"{len({r['portrait'] for r in closed_refs})} portraits): gap std median {c_std:.3f} = "
-                  f"{c_std / ref_std:.2f}x, p90 median {c_p90:.3f} = {c_p90 / ref_p90:.2f}x the videos'")
-        rs = [r["r"] for r in done if np.isfinite(r["r"])]
+            print(f"- closed-mouth portraits (gap < {CLOSED_MOUTH_GAP} on the portrait itself, "
+                  f"{len({r['portrait'] for r in closed_refs})} portraits), the targets' subject:")
+            print(f"  - gap std median {c_std:.3f} = {c_std / ref_std:.2f}x the videos' (target >= {STD_RATIO_MIN}x)")
+            print(f"  - gap p90 median {c_p90:.3f} = {c_p90 / ref_p90:.2f}x the videos' "
+                  f"(target {P90_RATIO_RANGE[0]}-{P90_RATIO_RANGE[1]}x)")
+            spoken = [r for r in closed_refs if r["speech"] == "speak" and np.isfinite(r["closure_closed"])]
+            if spoken:
+                absolute = [r["closure_closed"] for r in spoken]
+                own = [r["closure_closed_own"] for r in spoken]
+                pooled = sum(r["closure_closed_own"] * r["closure_frames"] for r in spoken) / sum(r["closure_frames"] for r in spoken)
+                print(f"  - P/B/M frames closed (Speak timings), gap < 0.02: median {np.median(absolute):.2f}, "
+                      f"min {min(absolute):.2f}; as closed as the portrait's own mouth (<= its gap + "
+                      f"{OWN_CLOSED_TOLERANCE}): median {np.median(own):.2f}, min {min(own):.2f}, all frames "
+                      f"pooled {pooled:.2f} (target >= {CLOSURE_MIN})")
+            rs_closed = [r["r"] for r in closed_refs if np.isfinite(r["r"])]
+            if rs_closed:
+                print(f"  - r(re-measured gap, intended opening): median {np.median(rs_closed):.2f}, "
+                      f"min {min(rs_closed):.2f} (target >= {R_MIN})")
+        open_refs = [r for r in done if r.get("reference_gap", 1.0) >= CLOSED_MOUTH_GAP]
+        if open_refs:
+            rs_open = [r["r"] for r in open_refs if np.isfinite(r["r"])]
+            print(f"- open-mouth portraits ({len({r['portrait'] for r in open_refs})}): r median "
+                  f"{np.median(rs_open):.2f}, min {min(rs_open):.2f}; P/B/M closed (gap < 0.02) median "
+                  f"{np.nanmedian([r['closure_closed'] for r in open_refs]):.2f}")
         des = [r["lid_de"] for r in done if np.isfinite(r["lid_de"])]
-        print(f"\nSummary: rendered {len(done)} of {len(rows)}; refused {len(rows) - len(done)}.")
-        print(f"- gap std median {med_std:.3f} = {med_std / ref_std:.2f}x the videos' {ref_std:.3f} "
-              f"(target >= {STD_RATIO_MIN}x)")
-        print(f"- gap p90 median {med_p90:.3f} = {med_p90 / ref_p90:.2f}x the videos' {ref_p90:.3f} "
-              f"(target {P90_RATIO_RANGE[0]}-{P90_RATIO_RANGE[1]}x)")
-        if closed:
-            print(f"- P/B/M frames closed (Speak timings): median {np.median(closed):.2f}, min {min(closed):.2f} "
-                  f"(target >= {CLOSURE_MIN})")
-        if rs:
-            print(f"- r(re-measured gap, intended opening): median {np.median(rs):.2f}, min {min(rs):.2f} (target >= {R_MIN})")
         if des:
             print(f"- closed-lid colour vs lid skin (CIEDE2000): median {np.median(des):.1f}, max {max(des):.1f} "
                   f"(target <= {DE_MAX})")
         rtfs = [r["rtf"] for r in done]
-        print(f"- wall time per second of speech: median {np.median(rtfs):.2f}, max {max(rtfs):.2f} (target <= {RTF_MAX})")
+        renders = [r["rtf_render"] for r in done]
+        aligns = [r["rtf_align"] for r in done if r["speech"] != "speak"]
+        print(f"- wall time per second of speech, whole default path: median {np.median(rtfs):.2f}, max "
+              f"{max(rtfs):.2f} (target <= {RTF_MAX}); of it render + watermark + mux + sign: median "
+              f"{np.median(renders):.2f}, max {max(renders):.2f}"
+              + (f"; alignment without a transcript (speech recognition): median {np.median(aligns):.2f}, "
+                 f"max {max(aligns):.2f}" if aligns else ""))
+        for r in (r for r in rows if r.get("hd") and r["status"] == "rendered"):
+            print(f"- {r['size']} output ({r['portrait']}, Speak): {r['rtf']:.2f} s per second of speech "
+                  f"(render + publish {r['rtf_render']:.2f}; target <= {RTF_HD_MAX})")
         print(f"\nContact sheets: {args.sheets} (git-ignored; never commit them).")
     if args.json:
         Path(args.json).write_text(json.dumps({"videos": video_rows, "rows": rows}, indent=1))
