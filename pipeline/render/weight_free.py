@@ -252,24 +252,43 @@ class LashLine:
             return
         # corner, upper lid (moved down by the warp), corner, lower lid
         poly = np.concatenate([eye_xy[0:4], eye_xy[4:6]], 0)
-        pad = int(math.ceil(0.05 * self.iod)) + 2
-        lo = np.floor(poly.min(0)).astype(int) - pad
-        hi = np.ceil(poly.max(0)).astype(int) + pad + 1
-        h, w = image.shape[:2]
-        x0, y0, x1, y1 = max(0, lo[0]), max(0, lo[1]), min(w, hi[0]), min(h, hi[1])
-        if x1 - x0 < 2 or y1 - y0 < 2:
+        window = _eye_window(image.shape, poly, self.iod)
+        if window is None:
             return
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        local = (poly - (x0, y0)) * 4
-        cv2.fillPoly(mask, [np.round(local).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+        x0, y0, x1, y1 = window
+        mask = _polygon_mask(poly, window)
         # the lids meet in a line a little thicker than the sliver itself
         lid = np.concatenate([poly[:1], poly[4:6][::-1], poly[3:4]], 0) - (x0, y0)
         cv2.polylines(mask, [np.round(lid * 4).astype(np.int32)], False, 255, max(1, int(round(0.025 * self.iod))),
                       cv2.LINE_AA, shift=2)
         alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.5, 0.012 * self.iod)) * amount
-        region = image[y0:y1, x0:x1].astype(np.float32)
-        a = np.clip(alpha, 0.0, 1.0)[..., None]
-        image[y0:y1, x0:x1] = np.clip(region * (1 - a) + self.lash_rgb * a + 0.5, 0, 255).astype(np.uint8)
+        _blend(image, window, alpha, self.lash_rgb)
+
+
+def _eye_window(shape: tuple, poly: np.ndarray, iod: float) -> Optional[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1): a polygon's box in the image with room for its feathering; None if < 2 px."""
+    pad = int(math.ceil(0.05 * iod)) + 2
+    lo = np.floor(poly.min(0)).astype(int) - pad
+    hi = np.ceil(poly.max(0)).astype(int) + pad + 1
+    h, w = shape[:2]
+    x0, y0, x1, y1 = max(0, lo[0]), max(0, lo[1]), min(w, hi[0]), min(h, hi[1])
+    return None if x1 - x0 < 2 or y1 - y0 < 2 else (int(x0), int(y0), int(x1), int(y1))
+
+
+def _polygon_mask(poly: np.ndarray, window: tuple[int, int, int, int]) -> np.ndarray:
+    """uint8 [y1 - y0, x1 - x0]: the polygon filled with 255, anti-aliased at quarter-pixel precision."""
+    x0, y0, x1, y1 = window
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [np.round((poly - (x0, y0)) * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+    return mask
+
+
+def _blend(image: np.ndarray, window: tuple[int, int, int, int], alpha: np.ndarray, colour: np.ndarray) -> None:
+    """image[window] = image * (1 - alpha) + colour * alpha, in place; colour [3] or [w, 3] per column."""
+    x0, y0, x1, y1 = window
+    region = image[y0:y1, x0:x1].astype(np.float32)
+    a = np.clip(alpha, 0.0, 1.0)[..., None]
+    image[y0:y1, x0:x1] = np.clip(region * (1 - a) + colour * a + 0.5, 0, 255).astype(np.uint8)
 
 
 class LidSkin:
@@ -323,24 +342,16 @@ class LidSkin:
         bottom = closed_xy[0:4] - (0.0, 0.03 * iod)                 # above the lash line
         bottom[:, 1] = np.maximum(bottom[:, 1], top[:, 1])
         poly = np.concatenate([top, bottom[::-1]], 0)
-        pad = int(math.ceil(0.05 * iod)) + 2
-        lo = np.floor(poly.min(0)).astype(int) - pad
-        hi = np.ceil(poly.max(0)).astype(int) + pad + 1
-        h, w = image.shape[:2]
-        x0, y0, x1, y1 = max(0, lo[0]), max(0, lo[1]), min(w, hi[0]), min(h, hi[1])
-        if x1 - x0 < 2 or y1 - y0 < 2:
+        window = _eye_window(image.shape, poly, iod)
+        if window is None:
             return
-        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask, [np.round((poly - (x0, y0)) * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
-        alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), max(0.5, 0.015 * iod))
+        alpha = cv2.GaussianBlur(_polygon_mask(poly, window).astype(np.float32) / 255.0, (0, 0), max(0.5, 0.015 * iod))
         alpha *= self.COVER * amount
         # the reference's columns, moved with the eye (head motion)
-        dx = float(open_xy.mean(0)[0] - self.centre[0])
-        xs = np.arange(x0, x1, dtype=np.float32) - dx
+        x0, _, x1, _ = window
+        xs = np.arange(x0, x1, dtype=np.float32) - float(open_xy.mean(0)[0] - self.centre[0])
         colour = np.stack([np.interp(xs, self.columns_x, self.column_rgb[:, c]) for c in range(3)], 1)
-        region = image[y0:y1, x0:x1].astype(np.float32)
-        a = np.clip(alpha, 0.0, 1.0)[..., None]
-        image[y0:y1, x0:x1] = np.clip(region * (1 - a) + colour[None] * a + 0.5, 0, 255).astype(np.uint8)
+        _blend(image, window, alpha, colour[None])
 
 
 def _lid_curve(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -391,7 +402,6 @@ class FaceRig:
         if x1 <= x0 or y1 <= y0:
             raise InputError("reference", "has its face outside the output frame", "Use an output size that "
                              "keeps the face in view")
-        self.roi_crop = (y0 - y0u, y1 - y0u, x0 - x0u, x1 - x0u)    # ROI inside the upsampled field
         gx, gy = np.meshgrid(x0u + (np.arange(gw) + 0.5) * step - 0.5, y0u + (np.arange(gh) + 0.5) * step - 0.5)
         self.grid_x, self.grid_y = gx.astype(np.float32), gy.astype(np.float32)
         grid_pts = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float64)
@@ -833,6 +843,14 @@ class FrameStream:
         rig = self.rig
         return self._moved(rig.landmarks_68, rig.basis_68, rig.head_weight_68, controls or self.controls(index))
 
+    def open_eye_landmarks_68(self, index: int, controls: Optional[FrameControls] = None) -> np.ndarray:
+        """float64 [68, 2] iBUG landmarks of frame `index` as if it did not blink (head and mouth as they are):
+        where the open eye is in this frame."""
+        c = controls or self.controls(index)
+        unblinked = c.coefficients.copy()
+        unblinked[[BASES.index("blink_left"), BASES.index("blink_right")]] = 0.0
+        return self.landmarks_68(index, FrameControls(unblinked, c.roll_rad, c.shift_px, c.scale))
+
     def _moved(self, points: np.ndarray, basis: np.ndarray, head_weight: np.ndarray, c: FrameControls) -> np.ndarray:
         """Reference points [P, 2] moved by the expression (`basis` [K, P, 2]) and the head motion."""
         coef = c.coefficients
@@ -861,9 +879,7 @@ class FrameStream:
         amount = float(_smoothstep(self.config.closed_eye_from, 1.0, np.array(blink)))
         if amount > 0:
             p68 = self.landmarks_68(index, c)
-            unblinked = c.coefficients.copy()
-            unblinked[[BASES.index("blink_left"), BASES.index("blink_right")]] = 0.0
-            p68_open = self.landmarks_68(index, FrameControls(unblinked, c.roll_rad, c.shift_px, c.scale))
+            p68_open = self.open_eye_landmarks_68(index, c)
             for lid, lash, idx in zip(rig.lid_skins, rig.closed_eyes, (slice(36, 42), slice(42, 48))):
                 lid.paint(image, p68_open[idx], p68[idx], amount)
                 lash.paint(image, p68[idx], amount)

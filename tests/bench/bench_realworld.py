@@ -166,16 +166,6 @@ def lid_delta_e(reference_frame: np.ndarray, frames: list, open_eyes: list) -> f
     return float(np.median(out)) if out else float("nan")
 
 
-def open_eye_landmarks(stream, index: int) -> np.ndarray:
-    """iBUG-68 landmarks of frame `index` with the head motion and mouth but without the blink."""
-    from talkinghead.pipeline.render.weight_free import BASES, FrameControls
-
-    c = stream.controls(index)
-    coefficients = c.coefficients.copy()
-    coefficients[[BASES.index("blink_left"), BASES.index("blink_right")]] = 0.0
-    return stream.landmarks_68(index, FrameControls(coefficients, c.roll_rad, c.shift_px, c.scale))
-
-
 def contact_sheet(frames: list, mouth_box, path: Path) -> None:
     from PIL import Image
 
@@ -276,7 +266,7 @@ def run_portrait(portrait: Path, speech, out_dir: Path, sheets_dir: Path, label:
     full = [i for i in range(n) if blink[i] >= 0.97]
     row["blink_frames"] = len(full)
     row["lid_de"] = lid_delta_e(stream.rig.frame, [frames[i] for i in full],
-                                [open_eye_landmarks(stream, i) for i in full]) if full else float("nan")
+                                [stream.open_eye_landmarks_68(i) for i in full]) if full else float("nan")
     lm = stream.landmarks_68(0)
     mouth = lm[48:60]
     mw = float(np.linalg.norm(lm[54] - lm[48]))

@@ -226,14 +226,14 @@ def _made_up_eyes(astronaut) -> np.ndarray:
 
 def test_blinks_close_with_the_lids_own_skin_and_keep_a_lash_line(astronaut, track):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-    from bench_realworld import lid_delta_e, open_eye_landmarks
+    from bench_realworld import lid_delta_e
 
     reference = encode_reference(_made_up_eyes(astronaut), consent=True).reference
     stream = render_frames(reference, track, SamplerConfig(blink_rate_per_min=40, seed=2))
     full = [i for i in range(len(stream)) if stream.life.blink[i] >= 0.97]
     assert full, "the clip must hold a full blink"
     frames = [stream.render(i).image for i in full]
-    opened = [open_eye_landmarks(stream, i) for i in full]
+    opened = [stream.open_eye_landmarks_68(i) for i in full]
     # the closed lid has the colour of the lid skin above the eye, not of the eyeliner it carried down
     assert lid_delta_e(stream.rig.frame, frames, opened) <= 8.0
     # and the lids meet in a dark lash line
