@@ -44,13 +44,14 @@ _MATRIX = bt709_tv_matrix()
 
 
 def i420_shape(height: int, width: int) -> tuple:
-    """(rows, width) of one I420 frame as one uint8 array: the Y plane, then U and V (quarter size each)."""
-    return height * 3 // 2, width
+    """Shape of one I420 frame as a flat uint8 array: the Y plane, then U, then V (a quarter each).
+    Flat, not [H * 3 / 2, W]: with H / 2 odd a chroma plane is not a whole number of W-wide rows."""
+    return (height * width * 3 // 2,)
 
 
 def rgb_to_i420(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """uint8 RGB [H, W, 3] with even H and W -> uint8 [H * 3 / 2, W]: Y [H, W], then U and V
-    [H/2, W/2] each, packed row after row (ffmpeg's `yuv420p` rawvideo layout).
+    """uint8 RGB [H, W, 3] with even H and W -> flat uint8 [H * W * 3 / 2]: Y [H, W], then U and V
+    [H/2, W/2] each, row after row (ffmpeg's `yuv420p` rawvideo layout).
 
     out: an array of that shape and dtype to write into (reused frame to frame); a new one if None.
     """
@@ -60,24 +61,31 @@ def rgb_to_i420(frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
                          f"{frame.dtype} {tuple(frame.shape)}")
     if out is None:
         out = np.empty(i420_shape(h, w), np.uint8)
-    u_plane = out[h:h + h // 4].reshape(h // 2, w // 2)
-    v_plane = out[h + h // 4:].reshape(h // 2, w // 2)
+    y_plane, u_plane, v_plane = i420_planes(out, h, w)
     if _cv2 is None:
-        return _rgb_to_i420_numpy(frame, out, u_plane, v_plane)
+        return _rgb_to_i420_numpy(frame, out, y_plane, u_plane, v_plane)
     # cv2.transform on uint8 runs in fixed point (within 1 level of the exact value) and saturates
     yuv = _cv2.transform(frame, _MATRIX)
-    _cv2.extractChannel(yuv, 0, out[:h])
+    _cv2.extractChannel(yuv, 0, y_plane)
     half = _cv2.resize(yuv, (w // 2, h // 2), interpolation=_cv2.INTER_AREA)
     _cv2.extractChannel(half, 1, u_plane)
     _cv2.extractChannel(half, 2, v_plane)
     return out
 
 
-def _rgb_to_i420_numpy(frame: np.ndarray, out: np.ndarray, u_plane: np.ndarray,
+def i420_planes(buffer: np.ndarray, height: int, width: int) -> tuple:
+    """Views (Y [H, W], U [H/2, W/2], V [H/2, W/2]) into a flat I420 buffer of `i420_shape`."""
+    luma, chroma = height * width, (height // 2) * (width // 2)
+    return (buffer[:luma].reshape(height, width),
+            buffer[luma:luma + chroma].reshape(height // 2, width // 2),
+            buffer[luma + chroma:luma + 2 * chroma].reshape(height // 2, width // 2))
+
+
+def _rgb_to_i420_numpy(frame: np.ndarray, out: np.ndarray, y_plane: np.ndarray, u_plane: np.ndarray,
                        v_plane: np.ndarray) -> np.ndarray:
     h, w = frame.shape[:2]
     yuv = frame.astype(np.float32) @ _MATRIX[:, :3].T + _MATRIX[:, 3]
-    out[:h] = np.clip(np.rint(yuv[..., 0]), 0, 255)
+    y_plane[:] = np.clip(np.rint(yuv[..., 0]), 0, 255)
     chroma = yuv[..., 1:].reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3))
     u_plane[:] = np.clip(np.rint(chroma[..., 0]), 0, 255)
     v_plane[:] = np.clip(np.rint(chroma[..., 1]), 0, 255)

@@ -9,7 +9,7 @@ import pytest
 from talkinghead.pipeline.core.audio import AudioClip
 from talkinghead.pipeline.publish import yuv420
 from talkinghead.pipeline.publish.mux import mux
-from talkinghead.pipeline.publish.yuv420 import i420_shape, rgb_to_i420
+from talkinghead.pipeline.publish.yuv420 import i420_planes, i420_shape, rgb_to_i420
 
 #: Colours a portrait is made of, and the primaries (saturated: the matrix matters most there).
 SWATCHES = [(255, 255, 255), (0, 0, 0), (128, 128, 128), (224, 172, 150), (120, 72, 52),
@@ -28,41 +28,38 @@ def _exact_planes(frame: np.ndarray):
     return 16 + 219 * y, 128 + 224 * half(u), 128 + 224 * half(v)
 
 
-def _split(planes: np.ndarray, h: int, w: int):
-    return (planes[:h], planes[h:h + h // 4].reshape(h // 2, w // 2),
-            planes[h + h // 4:].reshape(h // 2, w // 2))
-
-
 @pytest.mark.parametrize("use_opencv", [True, False])
-def test_planes_follow_the_bt709_tv_formula(monkeypatch, use_opencv):
+@pytest.mark.parametrize("height, width", [(64, 96), (226, 220)])    # 226: an odd number of chroma rows
+def test_planes_follow_the_bt709_tv_formula(monkeypatch, use_opencv, height, width):
     if not use_opencv:
         monkeypatch.setattr(yuv420, "_cv2", None)
     elif yuv420._cv2 is None:
         pytest.skip("OpenCV is not installed")
     rng = np.random.default_rng(3)
-    frame = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     frame[:32, :48] = (224, 172, 150)                     # a flat skin patch: chroma of one colour
     planes = rgb_to_i420(frame)
-    assert planes.shape == i420_shape(64, 96) == (96, 96) and planes.dtype == np.uint8
-    for got, want in zip(_split(planes, 64, 96), _exact_planes(frame)):
+    assert planes.shape == i420_shape(height, width) == (height * width * 3 // 2,)
+    assert planes.dtype == np.uint8
+    for got, want in zip(i420_planes(planes, height, width), _exact_planes(frame)):
         # within one level of the exact value (two where 2x2 averaging meets fixed-point rounding)
         assert np.max(np.abs(got.astype(np.float64) - want)) <= 2.0
         assert np.mean(np.abs(got.astype(np.float64) - want)) <= 0.6
 
 
 def test_writes_into_the_given_buffer_and_refuses_odd_sizes():
-    frame = np.full((8, 10, 3), 200, np.uint8)
-    out = np.zeros(i420_shape(8, 10), np.uint8)
+    frame = np.full((10, 14, 3), 200, np.uint8)
+    out = np.zeros(i420_shape(10, 14), np.uint8)
     assert rgb_to_i420(frame, out) is out
-    assert np.all(out[:8] == round(16 + 219 * 200 / 255))   # every plane was written
-    assert np.all(out[8:] == 128)
+    assert np.all(out[:140] == round(16 + 219 * 200 / 255))   # every plane was written
+    assert np.all(out[140:] == 128)
     with pytest.raises(ValueError, match="even"):
         rgb_to_i420(np.zeros((7, 10, 3), np.uint8))
 
 
 def test_a_player_decodes_the_colours_that_went_in(tmp_path):
     """What a viewer sees: the MP4 is tagged BT.709 TV range and decodes to the input colours."""
-    tiles = np.zeros((48, 16 * len(SWATCHES), 3), np.uint8)
+    tiles = np.zeros((50, 16 * len(SWATCHES), 3), np.uint8)   # 25 chroma rows: an odd number
     for i, colour in enumerate(SWATCHES):
         tiles[:, 16 * i:16 * (i + 1)] = colour
     frames = np.repeat(tiles[None], 10, axis=0)
