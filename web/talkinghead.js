@@ -59,6 +59,8 @@ const STYLE = `
   color: #ddd; background: #15202b; border-radius: 6px; padding: 6px; display: flex; flex-direction: column; gap: 4px; }
 .th-head { display: flex; gap: 8px; align-items: center; flex-wrap: wrap; }
 .th-muted { color: #99a; }
+.th-heard { display: flex; gap: 6px; align-items: baseline; margin-top: 4px; }
+.th-heard-text { flex: 1; white-space: normal; }
 .th-play { cursor: pointer; background: #2a3d4f; color: #fff; border: 1px solid #456; border-radius: 4px; padding: 1px 8px; }
 .th-play:disabled { opacity: 0.5; cursor: default; }
 .th-scroll { overflow-x: auto; overflow-y: hidden; flex: 0 0 auto; }
@@ -217,6 +219,22 @@ function showTimeline(node, data) {
     play.title = "no audio preview (the node ran headless)";
   }
   root.append(head, scroll, audio);
+  if (data.heard) {
+    // what recognition heard: correct it in place, or take it as the transcript and run again
+    const heard = el("div", "th-heard");
+    const use = el("button", "th-use-transcript", "use as transcript");
+    use.title = "Copy the recognised words into this node's transcript input; correct them there and run again to align exactly.";
+    use.addEventListener("click", () => {
+      const widget = node.widgets?.find((w) => w.name === "transcript");
+      if (!widget) return;
+      widget.value = data.heard;
+      widget.callback?.(widget.value);
+      node.setDirtyCanvas?.(true, true);
+      use.textContent = "copied";
+    });
+    heard.append(el("span", "th-muted", "heard:"), el("span", "th-heard-text", data.heard), use);
+    root.appendChild(heard);
+  }
 
   let frame = null;
   const follow = () => {

@@ -4,6 +4,7 @@
     talkinghead run WORKFLOW_API.json [--set NODE_ID.input=value ...] [--server URL] [--out DIR] [--input DIR]
     talkinghead speak TEXT [-o speech.wav] [--voice V] [--rate-wpm N] [--pitch N] [--timings speech.json]
     talkinghead visemes AUDIO [--text T] [--fps F] [--format json|rhubarb] [-o OUT] [--preview PNG]
+                        [--recogniser auto|whisper|pocketsphinx] [--whisper-model DIR]
     talkinghead reference IMAGE --consent [--face-index N] [--vae PATH] [-o NAME] [--preview PNG]
     talkinghead artifacts VIDEO [--reference REF.json] [--track TRACK.json] [-o report.json] [--plot PNG]
     talkinghead verify FILE [--trust-anchor CA.pem]
@@ -187,9 +188,12 @@ def _cmd_visemes(args) -> int:
     try:
         clip = load_audio(args.audio, "AUDIO")
         text = Path(args.text_file).read_text(encoding="utf-8") if args.text_file else args.text
-        track = viseme_aligner.align_speech(clip, fps=args.fps, transcript=text, language=args.language)
+        track = viseme_aligner.align_speech(clip, fps=args.fps, transcript=text, language=args.language,
+                                            recogniser=args.recogniser, asr_model=args.whisper_model)
         for warning in track.warnings:
             print(f"warning: {warning}", file=sys.stderr)
+        if not text and track.transcript:
+            print(f"heard ({track.method}): {track.transcript}", file=sys.stderr)
         if args.format == "rhubarb":
             payload = rhubarb.track_to_rhubarb(track, sound_file=os.path.abspath(args.audio))
         else:
@@ -360,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="json: our VisemeTrack; rhubarb: Rhubarb Lip Sync JSON (mouthCues A-H, X)")
     visemes.add_argument("-o", "--output", help="write here instead of standard output")
     visemes.add_argument("--preview", help="also draw the timeline to this PNG")
+    visemes.add_argument("--recogniser", default="auto",
+                         help="without a transcript: auto (Whisper where the asr extra is installed, else "
+                         "pocketsphinx), whisper or pocketsphinx")
+    visemes.add_argument("--whisper-model", metavar="DIR",
+                         help="a faster-whisper (CTranslate2) model folder instead of the asr extra's tiny.en")
     visemes.set_defaults(handler=_cmd_visemes)
 
     reference = commands.add_parser("reference", help="find the face in a portrait: landmarks, pose, quality report")

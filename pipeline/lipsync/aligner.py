@@ -3,8 +3,10 @@
 Which way the phones are found, best first:
 1. `speech_timings` from Speak: the synthesiser's exact phoneme times, used as they are.
 2. A transcript and an English voice: forced alignment (pocketsphinx, offline).
-3. No transcript, or one that does not match the audio: offline recognition, then alignment; or,
-   when a local phoneme CTC model is given (`phoneme_model`, pipeline/lipsync/phoneme_ctc.py), its phones.
+3. No transcript, or one that does not match the audio: offline recognition, then forced alignment of
+   the recognised words: Whisper (whisper_asr.py, the `asr` extra) where installed, else pocketsphinx's
+   word search (recognition.py); or, when a local phoneme CTC model is given (`phoneme_model`,
+   pipeline/lipsync/phoneme_ctc.py), its phones. What was recognised is `VisemeTrack.transcript`.
 4. A language the models do not cover (without a phoneme model), or recognition that finds nothing:
    a language-independent estimate from acoustic energy and spectral shape.
 Every fallback is said in `VisemeTrack.warnings`.
@@ -20,7 +22,8 @@ from typing import Callable, Optional, Union
 from ..core.audio import AudioClip
 from ..core.errors import InputError
 from ..speech.timing import PhonemeTiming, SpeechTimings
-from . import acoustic_phones, forced_align, phoneme_ctc, phoneset, recognition as speech_recognition, visemes
+from . import (acoustic_phones, forced_align, phoneme_ctc, phoneset, recognition as speech_recognition, visemes,
+               whisper_asr)
 from .prosody import frame_prosody
 from .track import SILENCE, VisemeTrack
 
@@ -61,6 +64,19 @@ def _check_inputs(audio: AudioClip, fps: float, config: AlignerConfig) -> AudioC
     return audio
 
 
+#: `align_speech(recogniser=...)`: auto = Whisper where the asr extra (or a model folder) is there, else
+#: pocketsphinx.
+RECOGNISERS = ("auto", "whisper", "pocketsphinx")
+#: Whisper's words are set aside for the acoustic estimate when at least this share of them is
+#: low-confidence and forced alignment finds they do not fit the audio, or when there are fewer than
+#: MIN_WORDS_PER_SPEECH_S per second of speech: what an English model makes of other languages
+#: (measured on the real-world corpus: English 0-8 % low-confidence, 2.5-3.3 words/s; Mandarin and
+#: French 59-100 %, 0.2 words/s for one French clip). Synthetic espeak English also reaches 50-88 %
+#: with tiny.en, but its words then still fit the audio, so they are kept.
+UNSURE_SHARE = 0.5
+MIN_WORDS_PER_SPEECH_S = 0.5
+
+
 def _silence(duration_s: float) -> list[PhonemeTiming]:
     return [PhonemeTiming(SILENCE, 0.0, duration_s)]
 
@@ -75,6 +91,8 @@ def align_speech(
     config: Optional[AlignerConfig] = None,
     progress: Optional[ProgressFn] = None,
     phoneme_model: Union[None, str, os.PathLike, phoneme_ctc.PhonemeModel] = None,
+    recogniser: str = "auto",
+    asr_model: Union[None, str, os.PathLike] = None,
 ) -> VisemeTrack:
     """Turns speech into a VisemeTrack at `fps`.
 
@@ -88,6 +106,9 @@ def align_speech(
         phoneme_model: a local phoneme CTC model (folder path or `phoneme_ctc.load_phoneme_model`'s
             result). When set, it replaces pocketsphinx recognition where there is no usable
             transcript (method "phoneme_ctc"). None: unchanged behaviour.
+        recogniser: without a usable transcript, "auto" (Whisper where installed, else pocketsphinx),
+            "whisper" (an InputError when it is not installed) or "pocketsphinx".
+        asr_model: a faster-whisper model folder for Whisper; None: the bundled tiny.en.
 
     Returns:
         VisemeTrack with words, ARPAbet phones, per-frame viseme weights and mouth parameters, and
@@ -95,6 +116,14 @@ def align_speech(
     """
     config = config or AlignerConfig()
     audio = _check_inputs(audio, fps, config)
+    if recogniser not in RECOGNISERS:
+        raise InputError("recogniser", f"is {recogniser!r}", f"Use one of: {', '.join(RECOGNISERS)}.")
+    asr_model = None if asr_model in (None, "") else os.fspath(asr_model)
+    if recogniser == "whisper" and not whisper_asr.available(asr_model):
+        raise InputError("recogniser", f"is 'whisper', but {whisper_asr.unavailable_reason(asr_model)}",
+                         f"Install it ({whisper_asr.ASR_EXTRA}) or choose 'auto' or 'pocketsphinx'.")
+    use_whisper = recogniser == "whisper" or (recogniser == "auto" and whisper_asr.available(asr_model))
+    heard_text = ""
     language = (language or "en-us").strip().lower() or "en-us"
     duration_s = audio.duration_s
     warnings: list[str] = []
@@ -154,11 +183,19 @@ def align_speech(
                             "audio's energy and spectral shape instead.")
             phones, method = acoustic_phones.estimate_phones(audio, config=config.acoustic), "acoustic"
 
+    if phones is None and use_whisper:
+        phones, words, score, method, heard_text = _whisper_phones(audio, language, asr_model, config, warnings)
+        report(2, 3)
+
     if phones is None:
+        if recogniser == "auto" and not use_whisper:
+            warnings.append(f"recognition: pocketsphinx's word search (about half of the phones right); "
+                            f"{whisper_asr.unavailable_reason(asr_model)}: Whisper gets most words right.")
         recognition = speech_recognition.recognize_for_visemes(audio)
         report(2, 3)
         if recognition.words:
             phones, words, score, method = recognition.phones, recognition.words, recognition.score, "recognition"
+            heard_text = recognition.transcript
         else:
             warnings.append("audio: speech recognition found no words; mouth motion was estimated from the audio's "
                             "energy and spectral shape instead.")
@@ -168,7 +205,46 @@ def align_speech(
         phones, words, duration_s, fps, method=method, language=language, alignment_score=score,
         warnings=warnings, config=config.coarticulation,
     )
+    if method == "forced_alignment":
+        track.transcript = transcript.strip()
+    elif method == "speech_timings":
+        track.transcript = " ".join(w.word for w in words)
+    else:
+        track.transcript = heard_text
     prosody = frame_prosody(audio, fps, track.num_frames)
     track.loudness, track.pitch_hz = prosody.loudness, prosody.pitch_hz
     report(3, 3)
     return track
+
+
+def _whisper_phones(audio: AudioClip, language: str, asr_model: Optional[str], config: AlignerConfig,
+                    warnings: list[str]):
+    """Whisper's words, forced-aligned: (phones, words, score, method, recognised text); phones is None
+    when the words cannot be used (nothing heard, mostly low-confidence, or a language the aligner lacks),
+    after saying why in `warnings`, and the next way is taken."""
+    heard = whisper_asr.transcribe(audio, model_path=asr_model, language=language, input_name="asr_model")
+    warnings.extend(heard.notes)
+    if not heard.words:
+        warnings.append("audio: Whisper heard no words; mouth motion was estimated from the audio's energy and "
+                        "spectral shape instead.")
+        return acoustic_phones.estimate_phones(audio, config=config.acoustic), [], None, "acoustic", ""
+    try:
+        alignment = forced_align.align(audio, heard.text, language=language)
+    except InputError as exc:  # nothing pronounceable (digits only, symbols): the pocketsphinx search decides
+        warnings.append(f"recognition: Whisper's words could not be aligned ({exc}); used pocketsphinx instead.")
+        return None, [], None, "", heard.text
+    low_share = len(heard.low_confidence_words) / len(heard.words)
+    speech_s = acoustic_phones.speech_activity(audio, config=config.acoustic) * audio.duration_s
+    too_few = len(heard.words) < MIN_WORDS_PER_SPEECH_S * speech_s
+    if too_few or (low_share >= UNSURE_SHARE and forced_align.transcript_mismatch(alignment)):
+        # speech in another language than the model's (an English model writes a few English-sounding
+        # words for it, unsure of them, and they do not fit the sound), or sounds that are not speech
+        warnings.append(
+            f"recognition: Whisper ({heard.model}) heard {len(heard.words)} word(s) in {speech_s:.1f} s of speech, "
+            f"{low_share:.0%} of them low-confidence" + ("" if too_few else ", and they do not fit the audio")
+            + f", as with speech in another language than {language!r} or sounds that are not speech; mouth "
+            "motion was estimated from the audio's energy and spectral shape instead. Give the transcript, or "
+            "set the language.")
+        return acoustic_phones.estimate_phones(audio, config=config.acoustic), [], None, "acoustic", heard.text
+    warnings.extend(alignment.notes)
+    return alignment.phones, alignment.words, alignment.score, "whisper", heard.text

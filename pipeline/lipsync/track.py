@@ -43,8 +43,12 @@ class VisemeTrack:
             Frame i is on screen during [i / fps, (i + 1) / fps) and shows the mouth for the speech
             heard during that interval (anticipation included; see `visemes.frame_visemes`).
         mouth: float32 [num_frames, 5] in 0..1; column order MOUTH_PARAMS.
-        method: how the phones were found: "speech_timings", "forced_alignment",
-            "recognition", "phoneme_ctc" (a local phoneme CTC model, no transcript) or "acoustic".
+        method: how the phones were found: "speech_timings", "forced_alignment", "whisper" (Whisper
+            recognised the words, forced alignment placed them), "recognition" (pocketsphinx's word
+            search, then forced alignment), "phoneme_ctc" (a local phoneme CTC model, no transcript),
+            "acoustic" or "silence".
+        transcript: the words the track was made from: the transcript given, Speak's words, or what
+            recognition heard (empty for the acoustic estimate); a user can correct it and align again.
         language: language code the audio was treated as.
         alignment_score: mean per-frame acoustic score of the alignment where one was made
             (higher is a better fit), else None.
@@ -66,6 +70,7 @@ class VisemeTrack:
     warnings: list[str] = field(default_factory=list)
     loudness: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     pitch_hz: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    transcript: str = ""
 
     @property
     def num_frames(self) -> int:
@@ -114,6 +119,7 @@ class VisemeTrack:
             "warnings": list(self.warnings),
             "loudness": np.round(np.asarray(self.loudness, np.float64), 3).tolist(),
             "pitch_hz": np.round(np.asarray(self.pitch_hz, np.float64), 1).tolist(),
+            "transcript": self.transcript,
         }
 
     def to_json(self) -> str:
@@ -138,6 +144,7 @@ class VisemeTrack:
             warnings=list(raw.get("warnings", [])),
             loudness=np.asarray(raw.get("loudness", []), np.float32).reshape(-1),
             pitch_hz=np.asarray(raw.get("pitch_hz", []), np.float32).reshape(-1),
+            transcript=str(raw.get("transcript", "")),
         )
 
     @classmethod

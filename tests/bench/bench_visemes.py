@@ -58,6 +58,7 @@ if __name__ == "__main__":  # one core: pin BLAS/OpenMP pools before numpy is im
 
 import argparse
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -266,6 +267,8 @@ class Score:
     cpu_s: float = 0.0
     audio_s: float = 0.0
     items: int = 0
+    word_errors: int = 0
+    ref_words: int = 0
     methods: dict = field(default_factory=dict)
     has_phones: bool = True
     has_cpu: bool = True
@@ -273,7 +276,8 @@ class Score:
     def add(self, other: "Score") -> None:
         for name in ("boundaries", "ref_phones", "matched_phones", "frames_ok", "frames", "frames_ok_phone",
                      "frames_phone", "closed", "closures",
-                     "closed_25", "closures_25", "closed_a", "closures_a", "cpu_s", "audio_s", "items"):
+                     "closed_25", "closures_25", "closed_a", "closures_a", "cpu_s", "audio_s", "items",
+                     "word_errors", "ref_words"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors_s.extend(other.errors_s)
         for k, v in other.methods.items():
@@ -309,6 +313,24 @@ class Score:
 
     def cpu(self):
         return self.cpu_s / self.audio_s if self.has_cpu and self.audio_s else float("nan")
+
+    def wer(self):
+        return self.word_errors / self.ref_words if self.ref_words else float("nan")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(substitutions + deletions + insertions, reference words): the word error rate's parts."""
+    ref, hyp = _words(reference), _words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[len(hyp)], len(ref)
 
 
 def allowed_sets(item, rhubarb) -> list[frozenset]:
@@ -372,13 +394,13 @@ def fmt(v, spec="{:.3f}"):
 
 def table(rows: list[tuple[str, Score]], title: str) -> list[str]:
     head = (f"{'system':<46} {'median':>6} {'p90':>6} {'paired':>6} {'phones':>6} {'frame':>6} {'fr/ph':>6} "
-            f"{'close':>6} {'cl@25':>6} {'cl(A)':>6} {'CPU/s':>7}")
+            f"{'close':>6} {'cl@25':>6} {'cl(A)':>6} {'CPU/s':>7} {'WER':>6}")
     lines = [title, head, "-" * len(head)]
     for name, s in rows:
         lines.append(
             f"{name:<46} {fmt(s.median_ms(), '{:.1f}'):>6} {fmt(s.p90_ms(), '{:.1f}'):>6} {fmt(s.paired(), '{:.2f}'):>6} "
             f"{fmt(s.phones_matched(), '{:.2f}'):>6} {fmt(s.accuracy()):>6} {fmt(s.accuracy_phone()):>6} {fmt(s.recall()):>6} "
-            f"{fmt(s.recall_25()):>6} {fmt(s.recall_a()):>6} {fmt(s.cpu(), '{:.4f}'):>7}")
+            f"{fmt(s.recall_25()):>6} {fmt(s.recall_a()):>6} {fmt(s.cpu(), '{:.4f}'):>7} {fmt(s.wer()):>6}")
     return lines
 
 
@@ -397,6 +419,23 @@ def target_table(with_t: Score, without: Score) -> list[str]:
         met = "yes" if ok else "NO"
         lines.append(f"{name:<40} {fmt(a, spec):>16} {fmt(b, spec):>10} {target:>18}  {met}")
     lines.append("(targets apply to the with-transcript column; without a transcript only frame accuracy >= 0.85)")
+    return lines
+
+
+def whisper_target_table(with_t: Score, whisper: Score) -> list[str]:
+    """Issue 18's targets for the no-transcript path with the asr extra."""
+    rows = [
+        ("frame accuracy (10 ms, Rhubarb's rules)", whisper.accuracy(), ">= 0.87, within 0.03 of "
+         f"{with_t.accuracy():.3f}", whisper.accuracy() >= max(0.87, with_t.accuracy() - 0.03), "{:.3f}"),
+        ("P/B/M closure recall", whisper.recall(), ">= 0.95", whisper.recall() >= 0.95, "{:.3f}"),
+        ("boundary p90, ms", whisper.p90_ms(), "<= 30", whisper.p90_ms() <= 30.0, "{:.1f}"),
+        ("word error rate of the recognition", whisper.wer(), "(reported)", True, "{:.3f}"),
+        ("CPU s per s of audio (1 core)", whisper.cpu(), "<= 0.15", whisper.cpu() <= 0.15, "{:.4f}"),
+    ]
+    head = f"{'no transcript, Whisper (asr extra)':<40} {'value':>10} {'target':>34}  met?"
+    lines = [head, "-" * len(head)]
+    for name, value, target, ok, spec in rows:
+        lines.append(f"{name:<40} {fmt(value, spec):>10} {target:>34}  {'yes' if ok else 'NO'}")
     return lines
 
 
@@ -430,17 +469,26 @@ def main() -> int:
     utterances, items = viseme_corpus.build_corpus(full=args.full, limit=args.limit)
     by_key = {u.key: u for u in utterances}
 
+    from talkinghead.pipeline.lipsync import whisper_asr
+
+    have_whisper = whisper_asr.available()
     # warm-up (model loading, first-call costs) kept out of the CPU figures
     first = items[0]
     align_speech(first.audio, fps=100.0, transcript=first.text)
-    align_speech(first.audio, fps=100.0)
+    align_speech(first.audio, fps=100.0, recogniser="pocketsphinx")
+    if have_whisper:
+        align_speech(first.audio, fps=100.0, recogniser="whisper")
     if phoneme_model is not None:
         align_speech(first.audio, fps=100.0, phoneme_model=phoneme_model)
 
     conditions = list(dict.fromkeys(it.noise for it in items))
-    systems = ["with transcript (forced alignment)", "without transcript (recognition)"]
+    whisper_system = "without transcript (Whisper + alignment)"
+    systems = ["with transcript (forced alignment)", "without transcript (pocketsphinx recognition)"]
+    if have_whisper:
+        systems.append(whisper_system)
+    acoustic_system = "acoustic fallback (language 'xx')"
     if have_acoustic:
-        systems.append("acoustic fallback (language 'xx')")
+        systems.append(acoustic_system)
     if phoneme_model is not None:
         systems.append(phoneme_system)
     systems += ["energy only (C loud / X quiet)", "rest mouth (all X)"]
@@ -450,9 +498,11 @@ def main() -> int:
 
     for it in items:
         cond = per_cond[it.noise]
-        runs = [(systems[0], dict(transcript=it.text)), (systems[1], dict())]
+        runs = [(systems[0], dict(transcript=it.text)), (systems[1], dict(recogniser="pocketsphinx"))]
+        if have_whisper:
+            runs.append((whisper_system, dict(recogniser="whisper")))
         if have_acoustic:
-            runs.append((systems[2], dict(language="xx")))
+            runs.append((acoustic_system, dict(language="xx")))
         if phoneme_model is not None:
             runs.append((phoneme_system, dict(phoneme_model=phoneme_model)))
         for name, kwargs in runs:
@@ -460,6 +510,8 @@ def main() -> int:
             track = align_speech(it.audio, fps=100.0, **kwargs)
             cpu = time.process_time() - t0
             s = score_track(it, track, rhubarb, visemes, cpu_s=cpu)
+            if "transcript" not in kwargs:
+                s.word_errors, s.ref_words = word_errors(it.text, track.transcript)
             cond[name].add(s)
             csv_rows.append((it.item_id, name, track.method, s))
         n = len(rhubarb.shape_per_frame(track, frame_rate=100))
@@ -494,7 +546,12 @@ def main() -> int:
         f"(median {np.median(shifts) * 1000 if shifts else 0:.0f} ms, max {max(shifts, default=0) * 1000:.0f} ms)",
         "",
     ]
-    out += target_table(total[systems[0]], total[systems[1]])
+    out += target_table(total[systems[0]], total[whisper_system if have_whisper else systems[1]])
+    out.append("")
+    if have_whisper:
+        out += whisper_target_table(total[systems[0]], total[whisper_system])
+    else:
+        out.append(f"Whisper not measured: {whisper_asr.unavailable_reason()}")
     if phoneme_model is not None:
         out.append("")
         out.append(f"with the phoneme CTC model {phoneme_model.name!r} in the 'without' column:")

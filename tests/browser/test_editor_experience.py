@@ -294,3 +294,34 @@ def test_without_register_extension_nodes_run_and_a_warning_names_it(frontend, c
     entry = queue_and_wait(frontend, comfy_server)  # the nodes still run
     assert node_ui(entry, "talkinghead_watermark", mode="detect")["frames_seen"] == 1
     assert not frontend.our_errors(), "\n".join(frontend.our_errors())
+
+
+RECOGNITION_GRAPH = {
+    "1": {"class_type": "TalkingHeadLoadAudio", "inputs": {"audio": "(sample) speech, synthesised by espeak-ng"},
+          "_meta": {"title": "Speech"}},
+    "2": {"class_type": "TalkingHeadVisemeAligner",
+          "inputs": {"audio": ["1", 0], "fps": 25.0, "transcript": "", "language": "en-us", "export": "none",
+                     "filename_prefix": "TalkingHead/heard"},
+          "_meta": {"title": "Viseme Aligner"}},
+}
+
+
+def test_recognised_words_show_on_the_aligner_and_become_the_transcript(frontend, comfy_server):
+    """No transcript: the timeline says what recognition heard; one click puts it in the transcript input."""
+    frontend.open()
+    res = frontend.page.evaluate(LOAD_JS, [workflow_format.api_to_ui(RECOGNITION_GRAPH), "recognition check"])
+    assert not res["unregistered"], res
+    entry = queue_and_wait(frontend, comfy_server)
+    timeline = node_ui(entry, "talkinghead_timeline")
+    assert timeline["method"] in ("whisper", "recognition") and timeline["heard"], timeline["method"]
+    frontend.page.wait_for_function("() => !!document.querySelector('.th-panel.th-timeline .th-heard')",
+                                    timeout=30_000)
+    shown = frontend.page.locator(".th-panel.th-timeline .th-heard-text").inner_text()
+    assert shown == timeline["heard"], shown
+    show_node(frontend, "TalkingHeadVisemeAligner")
+    frontend.page.locator(".th-panel.th-timeline .th-use-transcript").click()
+    value = frontend.page.evaluate(
+        "() => window.app.graph._nodes.find(n => n.type === 'TalkingHeadVisemeAligner')"
+        ".widgets.find(w => w.name === 'transcript').value")
+    assert value == timeline["heard"], value
+    assert not frontend.our_errors(), "\n".join(frontend.our_errors())

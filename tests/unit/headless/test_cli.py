@@ -117,7 +117,9 @@ def test_visemes_track_json_to_stdout_and_bad_audio(tmp_path):
     assert done.returncode == 0, done.stderr
     track = json.loads(done.stdout)
     assert track["format"] == "talkinghead.viseme_track/1" and track["fps"] == 30.0
-    assert track["method"] == "recognition" and len(track["viseme_weights"]) == len(track["mouth"])
+    # Whisper (the asr extra, installed by the test setup) where there, else pocketsphinx's search
+    assert track["method"] in ("whisper", "recognition") and len(track["viseme_weights"]) == len(track["mouth"])
+    assert "hello" in track["transcript"].lower() and "heard (" in done.stderr
 
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wave file")
     done = talkinghead("visemes", str(tmp_path / "bad.wav"), cwd=tmp_path)

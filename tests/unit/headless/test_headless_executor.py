@@ -220,8 +220,10 @@ def test_viseme_aligner_exports_track_and_rhubarb_json(folders):
     track = VisemeTrack.from_json(track_file.read_text())
     assert track.num_frames == result.outputs["3"]["talkinghead_mux"][0]["frame_count"]
     assert json.loads(rhubarb_file.read_text())["mouthCues"][0]["start"] == 0
-    # The node's outputs: the track object, the timeline IMAGE, the Rhubarb JSON text.
-    track_out, timeline, rhubarb_text = result.results["4"]
+    # The node's outputs: the track object, the timeline IMAGE, the Rhubarb JSON text, the words used.
+    track_out, timeline, rhubarb_text, transcript = result.results["4"]
+    (spoken,) = [node["inputs"]["text"] for node in graph.values() if node["class_type"] == "TalkingHeadSpeak"]
+    assert transcript.split()[:3] == [w.strip("!.,") for w in spoken.split()[:3]]   # Speak's own words
     assert track_out.num_frames == track.num_frames
     assert tuple(timeline.shape) == (1, 360, 1280, 3)
     assert json.loads(rhubarb_text) == json.loads(rhubarb_file.read_text())

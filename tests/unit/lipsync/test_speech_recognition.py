@@ -120,8 +120,9 @@ def test_progress_reported(spoken):
 def test_aligner_uses_it_without_transcript(spoken):
     from talkinghead.pipeline.lipsync.aligner import align_speech
 
-    track = align_speech(spoken[0].audio, fps=25.0)
+    track = align_speech(spoken[0].audio, fps=25.0, recogniser="pocketsphinx")
     assert track.method == "recognition"
+    assert track.transcript and track.transcript.split()[0] in {w.word for w in track.words}
     assert track.words
 
 

@@ -1,0 +1,130 @@
+"""Whisper recognition (the asr extra) for lip sync without a transcript: the real tiny.en model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkinghead.pipeline.core.audio import AudioClip
+from talkinghead.pipeline.core.errors import InputError
+from talkinghead.pipeline.lipsync import aligner, whisper_asr
+from talkinghead.pipeline.lipsync.aligner import align_speech
+from talkinghead.pipeline.speech.speak import SpeakConfig, speak
+
+needs_whisper = pytest.mark.skipif(not whisper_asr.available(),
+                                   reason=f"{whisper_asr.unavailable_reason()} (the test setup installs it)")
+
+FIRST = "Please pass the pepper and the butter."
+SECOND = "We saw two ships move slowly from the harbour."
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,!?").lower() for w in text.split()]
+
+
+@pytest.fixture(scope="module")
+def two_sentences():
+    """Two Speak sentences with 1.5 s of silence between them, and where that silence lies (s)."""
+    first = speak(FIRST, SpeakConfig())
+    second = speak(SECOND, SpeakConfig())
+    rate = first.audio.sample_rate
+    gap = np.zeros((first.audio.samples.shape[0], int(1.5 * rate)), np.float32)
+    samples = np.concatenate([first.audio.samples, gap, second.audio.samples], axis=1)
+    pause = (first.audio.duration_s, first.audio.duration_s + 1.5)
+    return AudioClip(samples, rate), pause
+
+
+@needs_whisper
+def test_recognises_the_words_with_times_inside_the_audio(two_sentences):
+    audio, pause = two_sentences
+    heard = whisper_asr.transcribe(audio)
+    said = _words(FIRST + " " + SECOND)
+    got = [w.word.strip(".,!?").lower() for w in heard.words]
+    assert len(set(got) & set(said)) >= 0.7 * len(set(said)), heard.text
+    assert heard.model.startswith("tiny.en") and heard.language == "en"
+    starts = [w.start_s for w in heard.words]
+    assert starts == sorted(starts) and 0 <= starts[0] and heard.words[-1].end_s <= audio.duration_s + 0.05
+    assert all(0.0 <= w.probability <= 1.0 for w in heard.words)
+    # the second sentence's words come after the pause
+    assert all(w.start_s > pause[0] for w in heard.words if w.word.strip(".,").lower() in ("ships", "harbour", "harbor"))
+
+
+@needs_whisper
+def test_long_audio_goes_in_chunks_cut_in_pauses(two_sentences, monkeypatch):
+    audio, pause = two_sentences
+    monkeypatch.setattr(whisper_asr, "CHUNK_MAX_S", audio.duration_s - 1.0)
+    monkeypatch.setattr(whisper_asr, "CHUNK_SEARCH_S", audio.duration_s - pause[0] - 0.2)
+    calls = []
+    heard = whisper_asr.transcribe(audio, progress=lambda done, total: calls.append((done, total)))
+    assert heard.chunks == 2 and calls == [(1, 2), (2, 2)]
+    samples = whisper_asr.mono_at(audio, whisper_asr.SAMPLE_RATE)
+    (_, cut), _ = whisper_asr.chunk_bounds(samples, max_s=whisper_asr.CHUNK_MAX_S,
+                                           search_s=whisper_asr.CHUNK_SEARCH_S)
+    assert pause[0] < cut / whisper_asr.SAMPLE_RATE < pause[1]       # the cut fell in the silence
+    got = {w.word.strip(".,!?").lower() for w in heard.words}
+    assert {"pepper", "ships"} <= got, heard.text                     # words from both chunks
+
+
+def test_chunks_cover_the_audio_and_keep_to_the_limit():
+    rng = np.random.default_rng(0)
+    samples = rng.normal(0, 0.1, 16000 * 300).astype(np.float32)
+    for start_s in (100.0, 211.0):                                    # two quiet stretches to cut in
+        samples[int(start_s * 16000):int((start_s + 0.5) * 16000)] *= 0.001
+    bounds = whisper_asr.chunk_bounds(samples, max_s=120.0, search_s=20.0)
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(samples)
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    assert all(end - start <= 120 * 16000 for start, end in bounds)
+    assert 100.0 <= bounds[0][1] / 16000 <= 100.5 and 211.0 <= bounds[1][1] / 16000 <= 211.5
+
+
+@needs_whisper
+def test_aligner_aligns_whispers_words_and_hands_them_back():
+    spoken = speak("Bob made a big map of the moon, and five brave foxes leaped over the fence.", SpeakConfig())
+    track = align_speech(spoken.audio, fps=25.0)
+    assert track.method == "whisper", track.warnings
+    assert {"big", "map", "moon", "fence"} <= set(_words(track.transcript)), track.transcript
+    aligned = [w.word.lower().strip(".,") for w in track.words]
+    assert aligned[:3] == _words(track.transcript)[:3]                # forced alignment of those words
+    # the B of "big" and the M of "map": the lips close near where Speak put them
+    closure = track.mouth_param("lip_closure") >= 0.5
+    truth = [p.start_s for p in spoken.timings.phonemes if p.phoneme in ("b", "m")]
+    found = [closure[max(0, int(t * 25) - 2):int(t * 25) + 4].any() for t in truth]
+    assert np.mean(found) >= 0.8
+
+
+@needs_whisper
+def test_speech_the_model_does_not_know_gets_the_acoustic_estimate_and_says_so():
+    french = speak("Bonjour à tous, je vous présente aujourd'hui une nouvelle méthode de travail pour l'équipe.",
+                   SpeakConfig(voice="fr"))
+    track = align_speech(french.audio, fps=25.0)                      # language left at English
+    assert track.method == "acoustic", (track.method, track.transcript)
+    assert any("Whisper" in w and "another language" in w for w in track.warnings), track.warnings
+    assert track.mouth_param("jaw_open").max() > 0.2                  # still talks
+
+
+def test_without_the_extra_pocketsphinx_is_used_and_the_node_says_how_to_improve(monkeypatch):
+    monkeypatch.setattr(whisper_asr, "faster_whisper_installed", lambda: False)
+    spoken = speak("Bob made a big map of the moon.", SpeakConfig())
+    track = align_speech(spoken.audio, fps=25.0)
+    assert track.method == "recognition"
+    assert any("asr" in w and "faster-whisper" in w for w in track.warnings), track.warnings
+    with pytest.raises(InputError) as caught:
+        align_speech(spoken.audio, fps=25.0, recogniser="whisper")
+    assert caught.value.input_name == "recogniser" and "asr" in str(caught.value)
+
+
+def test_bad_recogniser_and_model_folder_name_the_input(tmp_path):
+    spoken = speak("Hello there.", SpeakConfig())
+    with pytest.raises(InputError) as caught:
+        align_speech(spoken.audio, fps=25.0, recogniser="sphinx")
+    assert caught.value.input_name == "recogniser"
+    if not whisper_asr.faster_whisper_installed():
+        pytest.skip("faster-whisper is not installed")
+    (tmp_path / "not_a_model").mkdir()
+    with pytest.raises(InputError) as caught:
+        align_speech(spoken.audio, fps=25.0, asr_model=str(tmp_path / "not_a_model"))
+    assert caught.value.input_name == "asr_model" and "model.bin" in str(caught.value)
+
+
+def test_recognisers_listed_for_the_node():
+    assert aligner.RECOGNISERS[0] == "auto"
