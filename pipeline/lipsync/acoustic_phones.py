@@ -363,8 +363,13 @@ def _energy_db_native(audio: AudioClip, config: AcousticConfig) -> np.ndarray:
 
 def speech_activity(audio: AudioClip, *, config: AcousticConfig = AcousticConfig()) -> float:
     """Fraction (0..1) of the clip's 10 ms frames that hold speech; ~0 for silence or steady noise."""
+    return float(np.mean(speech_mask_s(audio, config=config)))
+
+
+def speech_mask_s(audio: AudioClip, *, config: AcousticConfig = AcousticConfig()) -> np.ndarray:
+    """bool [frames], one per config.hop_s: where the clip is loud enough, and changing enough, to be speech."""
     audio = AudioClip(audio.samples, audio.sample_rate).validated("audio")
-    return float(np.mean(_speech_mask(_energy_db_native(audio, config), config)))
+    return _speech_mask(_energy_db_native(audio, config), config)
 
 
 # --- classification -----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ..core.audio import AudioClip
 from ..core.errors import InputError
 from ..speech.timing import PhonemeTiming, SpeechTimings
 from . import (acoustic_phones, forced_align, phoneme_ctc, phoneset, recognition as speech_recognition, visemes,
-               whisper_asr)
+               voice_activity, whisper_asr)
 from .prosody import frame_prosody
 from .track import SILENCE, VisemeTrack
 
@@ -41,6 +41,8 @@ class AlignerConfig:
         timings_tolerance_s: how far Speak's timings may disagree with the audio's duration before
             they are taken to belong to other audio and ignored.
         coarticulation: how phones blend into mouth motion (None: the defaults).
+        acoustic: the acoustic estimate's thresholds. vad: the voice-activity measure (voice_activity.py):
+            outside its speech regions the mouth rests.
     """
 
     min_audio_s: float = 0.2
@@ -48,6 +50,7 @@ class AlignerConfig:
     timings_tolerance_s: float = 0.25
     coarticulation: Optional[visemes.CoarticulationConfig] = None
     acoustic: acoustic_phones.AcousticConfig = field(default_factory=acoustic_phones.AcousticConfig)
+    vad: voice_activity.VadConfig = field(default_factory=voice_activity.VadConfig)
 
 
 def _check_inputs(audio: AudioClip, fps: float, config: AlignerConfig) -> AudioClip:
@@ -146,7 +149,15 @@ def align_speech(
             )
 
     if phones is None and acoustic_phones.speech_activity(audio, config=config.acoustic) < config.min_speech_activity:
-        warnings.append("audio: no speech found (silence only); the track keeps the mouth at rest.")
+        warnings.append("audio: no speech found (silence only, or a steady sound such as noise or a tone); the "
+                        "track keeps the mouth at rest.")
+        phones, method = _silence(duration_s), "silence"
+
+    activity = voice_activity.detect_speech(audio, config.vad) if phones is None else None
+    if activity is not None and activity.method == "silero" and not activity.has_speech(config.vad):
+        warnings.append(
+            f"audio: no speech found: a voice in only {activity.speech_s:.1f} s of {duration_s:.1f} s (music, noise, "
+            "tones or silence); the track keeps the mouth at rest. Connect speech, or check the audio input.")
         phones, method = _silence(duration_s), "silence"
 
     # A phoneme model (espeak IPA, multilingual) also covers languages the English speech models do not.
@@ -201,6 +212,9 @@ def align_speech(
                             "energy and spectral shape instead.")
             phones, method = acoustic_phones.estimate_phones(audio, config=config.acoustic), "acoustic"
 
+    if activity is not None and method != "silence":
+        phones = _rest_where_no_voice(phones, activity, method, duration_s, warnings)
+
     track = visemes.build_track(
         phones, words, duration_s, fps, method=method, language=language, alignment_score=score,
         warnings=warnings, config=config.coarticulation,
@@ -225,9 +239,11 @@ def _whisper_phones(audio: AudioClip, language: str, asr_model: Optional[str], c
     heard = whisper_asr.transcribe(audio, model_path=asr_model, language=language, input_name="asr_model")
     warnings.extend(heard.notes)
     if not heard.words:
-        warnings.append("audio: Whisper heard no words; mouth motion was estimated from the audio's energy and "
-                        "spectral shape instead.")
-        return acoustic_phones.estimate_phones(audio, config=config.acoustic), [], None, "acoustic", ""
+        # a recogniser that hears no word at all in a clip with sound is the voice-activity measure's
+        # best witness: music, noise or tones, not speech
+        warnings.append("audio: no speech found: Whisper heard no words (music, noise or tones); the track keeps "
+                        "the mouth at rest. Connect speech, or give the transcript if there is speech.")
+        return _silence(audio.duration_s), [], None, "silence", ""
     try:
         alignment = forced_align.align(audio, heard.text, language=language)
     except InputError as exc:  # nothing pronounceable (digits only, symbols): the pocketsphinx search decides
@@ -248,3 +264,23 @@ def _whisper_phones(audio: AudioClip, language: str, asr_model: Optional[str], c
         return acoustic_phones.estimate_phones(audio, config=config.acoustic), [], None, "acoustic", heard.text
     warnings.extend(alignment.notes)
     return alignment.phones, alignment.words, alignment.score, "whisper", heard.text
+
+
+#: phones silenced outside the voice regions are reported from this many seconds on
+REPORT_SILENCED_S = 0.3
+
+
+def _rest_where_no_voice(phones: list[PhonemeTiming], activity: voice_activity.VoiceActivity, method: str,
+                         duration_s: float, warnings: list[str]) -> list[PhonemeTiming]:
+    """Silero's regions: the mouth rests outside them. The energy measure cannot tell music from speech,
+    so with it the phones stay and, without a transcript, the warning says so."""
+    if activity.method != "silero":
+        if method in ("acoustic", "recognition"):
+            warnings.extend(activity.notes)
+        return phones
+    kept, silenced_s = voice_activity.rest_outside(phones, activity)
+    if silenced_s >= REPORT_SILENCED_S:
+        warnings.append(
+            f"audio: {silenced_s:.1f} s of sound that is not a voice (music, noise) would have moved the mouth; "
+            f"it rests there (speech in {activity.speech_share:.0%} of the clip).")
+    return kept

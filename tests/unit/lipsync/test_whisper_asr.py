@@ -7,7 +7,7 @@ import pytest
 
 from talkinghead.pipeline.core.audio import AudioClip
 from talkinghead.pipeline.core.errors import InputError
-from talkinghead.pipeline.lipsync import aligner, whisper_asr
+from talkinghead.pipeline.lipsync import aligner, voice_activity, whisper_asr
 from talkinghead.pipeline.lipsync.aligner import align_speech
 from talkinghead.pipeline.speech.speak import SpeakConfig, speak
 
@@ -128,3 +128,49 @@ def test_bad_recogniser_and_model_folder_name_the_input(tmp_path):
 
 def test_recognisers_listed_for_the_node():
     assert aligner.RECOGNISERS[0] == "auto"
+
+
+def _tune(seconds: float, rate: int = 16000) -> np.ndarray:
+    """A made-up piano line (decaying harmonic notes, one a second) over a noise drum on the beat."""
+    t = np.arange(int(seconds * rate)) / rate
+    out = np.zeros_like(t)
+    for i, f in enumerate((261.6, 329.6, 392.0, 523.3, 440.0, 349.2, 293.7, 246.9)[:int(seconds)]):
+        note = (t >= i) & (t < i + 1)
+        for h in (1, 2, 3, 4):
+            out += note * np.exp(-3 * (t - i)) * np.sin(2 * np.pi * f * h * t) / h
+    drum = (np.sin(2 * np.pi * 2 * t) > 0.95) * np.random.default_rng(0).normal(0, 0.3, len(t))
+    return (0.3 * (out + drum) / np.abs(out).max()).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["tune", "white noise", "square wave", "silence"])
+def test_sounds_that_are_not_speech_keep_the_mouth_at_rest_and_say_so(kind):
+    rate, seconds = 16000, 8.0
+    t = np.arange(int(seconds * rate)) / rate
+    sound = {"tune": lambda: _tune(seconds),
+             "white noise": lambda: np.random.default_rng(1).normal(0, 0.1, len(t)),
+             "square wave": lambda: 0.3 * np.sign(np.sin(2 * np.pi * 220 * t)),
+             "silence": lambda: np.zeros(len(t))}[kind]()
+    if kind == "tune" and not voice_activity.silero_available():
+        pytest.skip("telling music from speech needs the asr extra (Silero VAD)")
+    track = align_speech(AudioClip(np.asarray(sound, np.float32)[None], rate), fps=25.0)
+    assert track.method == "silence", (track.method, track.warnings)
+    assert np.ptp(track.mouth, axis=0).max() == 0.0                    # one pose, the rest pose, throughout
+    assert float(track.mouth_param("jaw_open").max()) < 0.05                    # closed: the lips meet at rest
+    assert any(w.startswith("audio: no speech found") for w in track.warnings), track.warnings
+
+
+@pytest.mark.skipif(not voice_activity.silero_available(), reason="needs the asr extra (Silero VAD)")
+def test_music_around_speech_leaves_the_mouth_at_rest_there():
+    spoken = speak("Bob made a big map of the moon, and five brave foxes leaped over the fence.", SpeakConfig())
+    speech = whisper_asr.mono_at(spoken.audio, 16000)
+    clip = AudioClip(np.concatenate([_tune(3.0), speech, _tune(3.0)])[None].astype(np.float32), 16000)
+    activity = voice_activity.detect_speech(clip)
+    assert activity.method == "silero" and 0.4 < activity.speech_share < 0.75, activity.regions_s
+    track = align_speech(clip, fps=25.0)
+    jaw = track.mouth_param("jaw_open")
+    speech_frames = slice(int(3.0 * 25), int((3.0 + spoken.audio.duration_s) * 25))
+    outside = np.concatenate([jaw[:speech_frames.start - 3], jaw[speech_frames.stop + 3:]])
+    # Silero takes the first note's onset for a voice (0.0-0.3 s), where forced alignment may put the first
+    # word: the mouth rests in at least 95 % of the tune's frames
+    assert float(np.mean(outside > 0.05)) <= 0.05, "the tune moved the mouth"
+    assert float(np.mean(jaw[speech_frames] > 0.1)) > 0.4, "the speech did not"
