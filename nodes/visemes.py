@@ -45,6 +45,7 @@ def timeline_ui(track, audio_ref) -> dict:
         "viseme_names": list(VISEMES), "visemes": dominant, "jaw_open": jaw, "audio": audio_ref,
         # the words recognition heard (none when they were given: transcript or Speak's timings)
         "heard": track.transcript if track.method in RECOGNISED_METHODS else "",
+        "audio_quality": track.audio_quality,
     }
 
 
@@ -162,7 +163,9 @@ class TalkingHeadVisemeAligner:
             "text": [f"{track.method}: {len(track.words)} words, {len(track.phones)} phones, "
                      f"{track.num_frames} frames"
                      + (f"\nheard: {track.transcript}" if track.method in RECOGNISED_METHODS and track.transcript else "")
-                     + "".join(f"\n{w}" for w in track.warnings)],
+                     + "".join(f"\n{w}" for w in track.warnings)
+                     + "".join(f"\naudio {c['factor']} {c['value_text']}: {c['advice']}"
+                               for c in track.audio_quality.get("checks", []) if c["verdict"] != "pass")],
             "talkinghead_visemes": [{"method": track.method, "warnings": track.warnings,
                                      "num_frames": track.num_frames, "alignment_score": track.alignment_score,
                                      "transcript": track.transcript}],

@@ -165,7 +165,7 @@ function drawTimeline(canvas, data, width) {
 }
 
 function showTimeline(node, data) {
-  const root = panel(node, "timeline", 210);
+  const root = panel(node, "timeline", 250);
   if (!root) return;
   const duration = Math.max(Number(data.duration_s) || 0, 1e-3);
   const width = Math.max(360, Math.round(duration * 110));
@@ -219,6 +219,12 @@ function showTimeline(node, data) {
     play.title = "no audio preview (the node ran headless)";
   }
   root.append(head, scroll, audio);
+  const audioChecks = data.audio_quality?.checks ?? [];
+  if (audioChecks.length) {
+    const quality = qualityBadges(audioChecks, (check) => check.value_text);
+    quality.classList.add("th-audio-quality");
+    root.appendChild(quality);
+  }
   if (data.heard) {
     // what recognition heard: correct it in place, or take it as the transcript and run again
     const heard = el("div", "th-heard");
@@ -275,15 +281,20 @@ function showReference(node, data) {
   for (const check of checks) counts[check.verdict] = (counts[check.verdict] ?? 0) + 1;
   root.append(el("div", "th-head",
     `${data.quality_ok ? "quality OK" : "quality FAIL"}: ${counts.fail} fail, ${counts.warn} warn, ${counts.pass} pass · ${data.face_count ?? "?"} face(s)`));
+  root.appendChild(qualityBadges(checks, (check) => check.value));
+}
+
+// One badge per measured factor, coloured by verdict, the advice on hover (reference and audio checks).
+function qualityBadges(checks, valueText) {
   const badges = el("div", "th-badges");
   for (const check of checks) {
     const verdict = ["pass", "warn", "fail"].includes(check.verdict) ? check.verdict : "warn";
-    const badge = el("span", `th-badge th-${verdict}`, `${check.factor}: ${check.value}`);
+    const badge = el("span", `th-badge th-${verdict}`, `${check.factor}: ${valueText(check)}`);
     badge.title = `${check.verdict.toUpperCase()} · ${check.group ? check.group + " · " : ""}${check.advice}`;
     badge.dataset.verdict = verdict;
     badges.appendChild(badge);
   }
-  root.appendChild(badges);
+  return badges;
 }
 
 // ---- Mux: player and sync figures -------------------------------------------------------------

@@ -194,6 +194,10 @@ def _cmd_visemes(args) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         if not text and track.transcript:
             print(f"heard ({track.method}): {track.transcript}", file=sys.stderr)
+        if track.audio_quality:
+            from ...pipeline.lipsync.audio_quality import report_from_dict
+
+            print(report_from_dict(track.audio_quality).to_text(), file=sys.stderr)
         if args.format == "rhubarb":
             payload = rhubarb.track_to_rhubarb(track, sound_file=os.path.abspath(args.audio))
         else:

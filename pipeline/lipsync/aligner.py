@@ -22,8 +22,8 @@ from typing import Callable, Optional, Union
 from ..core.audio import AudioClip
 from ..core.errors import InputError
 from ..speech.timing import PhonemeTiming, SpeechTimings
-from . import (acoustic_phones, forced_align, phoneme_ctc, phoneset, recognition as speech_recognition, visemes,
-               voice_activity, whisper_asr)
+from . import (acoustic_phones, audio_quality, forced_align, phoneme_ctc, phoneset, recognition as speech_recognition,
+               visemes, voice_activity, whisper_asr)
 from .prosody import frame_prosody
 from .track import SILENCE, VisemeTrack
 
@@ -225,6 +225,8 @@ def align_speech(
         track.transcript = " ".join(w.word for w in words)
     else:
         track.transcript = heard_text
+    quality = audio_quality.measure_audio_quality(audio, activity or voice_activity.detect_speech(audio, config.vad))
+    track.audio_quality = quality.to_dict()
     prosody = frame_prosody(audio, fps, track.num_frames)
     track.loudness, track.pitch_hz = prosody.loudness, prosody.pitch_hz
     report(3, 3)

@@ -47,6 +47,8 @@ class VisemeTrack:
             recognised the words, forced alignment placed them), "recognition" (pocketsphinx's word
             search, then forced alignment), "phoneme_ctc" (a local phoneme CTC model, no transcript),
             "acoustic" or "silence".
+        audio_quality: the audio quality report of the clip (audio_quality.AudioQualityReport.to_dict():
+            {"ok": bool, "checks": [{factor, value, unit, verdict, advice, value_text}]}), or empty.
         transcript: the words the track was made from: the transcript given, Speak's words, or what
             recognition heard (empty for the acoustic estimate); a user can correct it and align again.
         language: language code the audio was treated as.
@@ -71,6 +73,7 @@ class VisemeTrack:
     loudness: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     pitch_hz: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     transcript: str = ""
+    audio_quality: dict = field(default_factory=dict)
 
     @property
     def num_frames(self) -> int:
@@ -120,6 +123,7 @@ class VisemeTrack:
             "loudness": np.round(np.asarray(self.loudness, np.float64), 3).tolist(),
             "pitch_hz": np.round(np.asarray(self.pitch_hz, np.float64), 1).tolist(),
             "transcript": self.transcript,
+            "audio_quality": self.audio_quality,
         }
 
     def to_json(self) -> str:
@@ -145,6 +149,7 @@ class VisemeTrack:
             loudness=np.asarray(raw.get("loudness", []), np.float32).reshape(-1),
             pitch_hz=np.asarray(raw.get("pitch_hz", []), np.float32).reshape(-1),
             transcript=str(raw.get("transcript", "")),
+            audio_quality=dict(raw.get("audio_quality") or {}),
         )
 
     @classmethod

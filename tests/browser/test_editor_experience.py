@@ -318,6 +318,13 @@ def test_recognised_words_show_on_the_aligner_and_become_the_transcript(frontend
                                     timeout=30_000)
     shown = frontend.page.locator(".th-panel.th-timeline .th-heard-text").inner_text()
     assert shown == timeline["heard"], shown
+    # the audio quality report as badges, one per factor, the advice on hover
+    badges = frontend.page.evaluate(
+        "() => [...document.querySelectorAll('.th-panel.th-timeline .th-audio-quality .th-badge')]"
+        ".map(b => ({verdict: b.dataset.verdict, text: b.textContent, title: b.title}))")
+    checks = timeline["audio_quality"]["checks"]
+    assert [b["text"] for b in badges] == [f"{c['factor']}: {c['value_text']}" for c in checks], badges
+    assert all(c["advice"] in b["title"] and b["verdict"] == c["verdict"] for b, c in zip(badges, checks)), badges
     show_node(frontend, "TalkingHeadVisemeAligner")
     frontend.page.locator(".th-panel.th-timeline .th-use-transcript").click()
     value = frontend.page.evaluate(

@@ -120,6 +120,8 @@ def test_visemes_track_json_to_stdout_and_bad_audio(tmp_path):
     # Whisper (the asr extra, installed by the test setup) where there, else pocketsphinx's search
     assert track["method"] in ("whisper", "recognition") and len(track["viseme_weights"]) == len(track["mouth"])
     assert "hello" in track["transcript"].lower() and "heard (" in done.stderr
+    assert "Audio quality: OK" in done.stderr and "speech share" in done.stderr   # the report, for the user
+    assert track["audio_quality"]["ok"] is True
 
     (tmp_path / "bad.wav").write_bytes(b"RIFF not really a wave file")
     done = talkinghead("visemes", str(tmp_path / "bad.wav"), cwd=tmp_path)
