@@ -27,12 +27,25 @@ def to_mono(clip: AudioClip) -> np.ndarray:
     return np.mean(clip.samples * np.asarray(signs, np.float32)[:, None], axis=0, dtype=np.float32)
 
 
+#: long signals are summed this many samples at a time (float64 copies of a whole hour would be GBs)
+SUM_BLOCK = 1 << 20
+
+
 def channel_correlation(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two channels (1.0 when either is constant)."""
-    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    a64, b64 = a64 - a64.mean(), b64 - b64.mean()
-    norm = float(np.sqrt(np.dot(a64, a64) * np.dot(b64, b64)))
-    return float(np.dot(a64, b64) / norm) if norm > 0 else 1.0
+    n = min(len(a), len(b))
+    if n == 0:
+        return 1.0
+    sums = np.zeros(5)                                   # a, b, aa, bb, ab
+    for start in range(0, n, SUM_BLOCK):
+        x = np.asarray(a[start:start + SUM_BLOCK], np.float64)
+        y = np.asarray(b[start:start + SUM_BLOCK], np.float64)
+        sums += (x.sum(), y.sum(), np.dot(x, x), np.dot(y, y), np.dot(x, y))
+    mean_a, mean_b = sums[0] / n, sums[1] / n
+    var_a, var_b = sums[2] / n - mean_a ** 2, sums[3] / n - mean_b ** 2
+    if var_a <= 0 or var_b <= 0:
+        return 1.0
+    return float((sums[4] / n - mean_a * mean_b) / np.sqrt(var_a * var_b))
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

@@ -247,7 +247,7 @@ def _whisper_phones(audio: AudioClip, language: str, asr_model: Optional[str], c
                         "the mouth at rest. Connect speech, or give the transcript if there is speech.")
         return _silence(audio.duration_s), [], None, "silence", ""
     try:
-        alignment = forced_align.align(audio, heard.text, language=language)
+        alignment = _align_by_chunk(audio, heard, language)
     except InputError as exc:  # nothing pronounceable (digits only, symbols): the pocketsphinx search decides
         warnings.append(f"recognition: Whisper's words could not be aligned ({exc}); used pocketsphinx instead.")
         return None, [], None, "", heard.text
@@ -286,3 +286,40 @@ def _rest_where_no_voice(phones: list[PhonemeTiming], activity: voice_activity.V
             f"audio: {silenced_s:.1f} s of sound that is not a voice (music, noise) would have moved the mouth; "
             f"it rests there (speech in {activity.speech_share:.0%} of the clip).")
     return kept
+
+
+def _align_by_chunk(audio: AudioClip, heard: "whisper_asr.Transcription", language: str) -> forced_align.Alignment:
+    """Forced alignment of Whisper's words, piece by piece as Whisper heard them (each piece with its own
+    words: no guessing which words fall in which stretch of a long recording, and memory bounded by one
+    piece). One Alignment over the whole clip: phones contiguous, score the duration-weighted mean, a
+    piece flagged as not fitting when its own alignment is."""
+    if len(heard.chunk_bounds_s) <= 1:
+        return forced_align.align(audio, heard.text, language=language)
+    rate = audio.sample_rate
+    words, phones, notes, oov = [], [], [], []
+    weighted_score, scored_s, mismatched_s = 0.0, 0.0, 0.0
+    for (start_s, end_s), text in zip(heard.chunk_bounds_s, heard.chunk_texts):
+        a, b = int(round(start_s * rate)), int(round(end_s * rate))
+        piece = AudioClip(audio.samples[:, a:b], rate)
+        if not forced_align._tokens(text) or piece.duration_s < forced_align.MIN_AUDIO_S:
+            part_phones, part_words, part = [PhonemeTiming(SILENCE, 0.0, piece.duration_s)], [], None
+        else:
+            part = forced_align.align(piece, text, language=language)
+            part_phones, part_words = part.phones, part.words
+            notes.extend(f"{note} (in the part from {start_s:.1f} s)" for note in part.notes)
+            oov.extend(part.oov_words)
+            weighted_score += part.score * piece.duration_s
+            scored_s += piece.duration_s
+            if forced_align.transcript_mismatch(part):
+                mismatched_s += piece.duration_s
+        for phone in part_phones:
+            shifted = PhonemeTiming(phone.phoneme, round(phone.start_s + start_s, 4), round(phone.end_s + start_s, 4))
+            if phones and shifted.phoneme == SILENCE and phones[-1].phoneme == SILENCE:
+                phones[-1] = PhonemeTiming(SILENCE, phones[-1].start_s, shifted.end_s)
+            else:
+                phones.append(shifted)
+        words.extend(type(w)(w.word, round(w.start_s + start_s, 4), round(w.end_s + start_s, 4)) for w in part_words)
+    score = weighted_score / scored_s if scored_s else 0.0
+    if scored_s and mismatched_s > 0.5 * scored_s:
+        score = min(score, forced_align.MISMATCH_SCORE - 1.0)   # most of it does not fit: say so as one alignment
+    return forced_align.Alignment(words, phones, score, oov, notes, audio.duration_s)

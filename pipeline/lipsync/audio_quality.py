@@ -26,7 +26,7 @@ from typing import Optional
 import numpy as np
 
 from ..core.audio import AudioClip
-from ..core.audio_dsp import OUT_OF_PHASE_CORRELATION, channel_correlation, to_mono
+from ..core.audio_dsp import OUT_OF_PHASE_CORRELATION, SUM_BLOCK, channel_correlation, to_mono
 from .voice_activity import VoiceActivity
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -114,10 +114,16 @@ def _db(x: float) -> float:
 
 
 def _frame_rms(mono: np.ndarray, rate: int) -> np.ndarray:
+    """RMS of each FRAME_S frame, float64 [frames]; computed a block of frames at a time (flat memory)."""
     hop = max(1, int(FRAME_S * rate))
     n = len(mono) // hop
-    frames = mono[:n * hop].astype(np.float64).reshape(n, hop)
-    return np.sqrt(np.mean(frames * frames, axis=1))
+    out = np.empty(n)
+    step = max(1, SUM_BLOCK // hop)
+    for first in range(0, n, step):
+        last = min(n, first + step)
+        frames = np.asarray(mono[first * hop:last * hop], np.float64).reshape(last - first, hop)
+        out[first:last] = np.sqrt(np.einsum("ij,ij->i", frames, frames) / hop)
+    return out
 
 
 def _in_regions(n_frames: int, rate_hz: float, activity: VoiceActivity) -> np.ndarray:
@@ -231,12 +237,12 @@ def _loudness_lufs(samples: np.ndarray, rate: int) -> float:
 def _channel_check(samples: np.ndarray, rate: int, voice: np.ndarray) -> AudioCheck:
     if samples.shape[0] < 2:
         return AudioCheck("channels", 1.0, "", PASS, "Mono.")
-    left, right = samples[0].astype(np.float64), samples[1].astype(np.float64)
     hop = max(1, int(FRAME_S * rate))
-    keep = np.repeat(voice, hop)[:len(left)] if voice.any() else np.ones(len(left), bool)
-    keep = np.pad(keep, (0, len(left) - len(keep)))
-    left, right = left[keep], right[keep]
-    level_l, level_r = _db(float(np.sqrt(np.mean(left ** 2)))), _db(float(np.sqrt(np.mean(right ** 2))))
+    keep = np.repeat(voice, hop)[:samples.shape[1]] if voice.any() else np.ones(samples.shape[1], bool)
+    keep = np.pad(keep, (0, samples.shape[1] - len(keep)))
+    left, right = samples[0][keep], samples[1][keep]          # float32: the voice's samples only
+    level_l = _db(float(np.sqrt(np.mean(_frame_rms(left, rate) ** 2)))) if len(left) else -200.0
+    level_r = _db(float(np.sqrt(np.mean(_frame_rms(right, rate) ** 2)))) if len(right) else -200.0
     if abs(level_l - level_r) >= LOPSIDED_DB:
         return AudioCheck("channels", abs(level_l - level_r), "dB", WARN,
                           f"The {'right' if level_l > level_r else 'left'} channel is nearly silent: the voice is "

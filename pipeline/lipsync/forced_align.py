@@ -433,8 +433,15 @@ def _prepare_words(decs: list, transcript: str, language: str
         safe = re.sub(r"[^\w'\-]", "_", key)
         if not safe.isascii():
             safe = "oov_" + safe.encode("utf-8").hex()
-        for d in decs:
-            d.add_word(safe, " ".join(phones), True)
+        # the decoders are shared: an earlier transcript (or an earlier part of a long one) may have
+        # added this very word already, and pocketsphinx refuses to add a word twice
+        if _lookup(dec, safe) is None:
+            try:
+                for d in decs:
+                    d.add_word(safe, " ".join(phones), True)
+            except RuntimeError:
+                notes.append(f"transcript: {token!r} could not be added to the dictionary; it was skipped.")
+                continue
         oov.append(token)
         words.append(_Word(token, [safe], len(phones)))
     return words, oov, notes

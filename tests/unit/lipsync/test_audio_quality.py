@@ -97,3 +97,14 @@ def test_no_speech_fails_and_the_track_carries_the_report():
     json.dumps(quality, allow_nan=False)                   # what the editor receives: strict JSON
     again = audio_quality.report_from_dict(quality)
     assert [c.factor for c in again.checks] == [c["factor"] for c in quality["checks"]] and not again.ok
+
+
+def test_channel_correlation_matches_numpy_in_blocks():
+    from talkinghead.pipeline.core import audio_dsp
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(0, 1, audio_dsp.SUM_BLOCK * 2 + 123).astype(np.float32)
+    b = (0.6 * a + 0.8 * rng.normal(0, 1, len(a)) + 0.3).astype(np.float32)
+    assert abs(audio_dsp.channel_correlation(a, b) - np.corrcoef(a, b)[0, 1]) < 1e-6
+    assert abs(audio_dsp.channel_correlation(a, -a) + 1.0) < 1e-6
+    assert audio_dsp.channel_correlation(a, np.zeros_like(a)) == 1.0

@@ -342,3 +342,15 @@ def test_alignment_does_not_depend_on_what_was_aligned_before(monkeypatch):
     after_noisy = starts()
     fa.align(clean, SENTENCES[5])
     assert starts() == after_noisy
+
+
+def test_a_word_outside_the_dictionary_aligns_twice():
+    """The decoders are shared: the second transcript with the same unknown, non-ASCII word (as each
+    part of a long recording brings) must not try to add it again (pocketsphinx refuses)."""
+    from talkinghead.pipeline.lipsync import forced_align as fa
+    from talkinghead.pipeline.speech.speak import SpeakConfig, speak
+
+    audio = speak("Mara and Zoltan went home.", SpeakConfig()).audio
+    for _ in range(2):
+        alignment = fa.align(audio, "Māra and Zoltán went home.")
+        assert [w.word for w in alignment.words] == ["Māra", "and", "Zoltán", "went", "home"]

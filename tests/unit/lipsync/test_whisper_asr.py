@@ -65,6 +65,20 @@ def test_long_audio_goes_in_chunks_cut_in_pauses(two_sentences, monkeypatch):
     assert {"pepper", "ships"} <= got, heard.text                     # words from both chunks
 
 
+@needs_whisper
+def test_long_audio_is_aligned_piece_by_piece_with_each_pieces_words(two_sentences, monkeypatch):
+    audio, pause = two_sentences
+    monkeypatch.setattr(whisper_asr, "CHUNK_MAX_S", audio.duration_s - 1.0)
+    monkeypatch.setattr(whisper_asr, "CHUNK_SEARCH_S", audio.duration_s - pause[0] - 0.2)
+    track = align_speech(audio, fps=25.0)
+    assert track.method == "whisper", track.warnings
+    assert all(a.end_s == b.start_s for a, b in zip(track.phones, track.phones[1:]))    # contiguous
+    assert track.phones[0].start_s == 0.0 and abs(track.phones[-1].end_s - audio.duration_s) < 0.02
+    when = {w.word.lower().strip(".,"): w.start_s for w in track.words}
+    assert when["pepper"] < pause[0] and pause[1] - 0.1 < when["ships"] < audio.duration_s, when
+    assert [w.start_s for w in track.words] == sorted(w.start_s for w in track.words)
+
+
 def test_chunks_cover_the_audio_and_keep_to_the_limit():
     rng = np.random.default_rng(0)
     samples = rng.normal(0, 0.1, 16000 * 300).astype(np.float32)
