@@ -213,7 +213,7 @@ def align_speech(
             phones, method = acoustic_phones.estimate_phones(audio, config=config.acoustic), "acoustic"
 
     if activity is not None and method != "silence":
-        phones = _rest_where_no_voice(phones, activity, method, duration_s, warnings)
+        phones = _rest_where_no_voice(phones, activity, method, warnings)
 
     track = visemes.build_track(
         phones, words, duration_s, fps, method=method, language=language, alignment_score=score,
@@ -273,7 +273,7 @@ REPORT_SILENCED_S = 0.3
 
 
 def _rest_where_no_voice(phones: list[PhonemeTiming], activity: voice_activity.VoiceActivity, method: str,
-                         duration_s: float, warnings: list[str]) -> list[PhonemeTiming]:
+                         warnings: list[str]) -> list[PhonemeTiming]:
     """Silero's regions: the mouth rests outside them. The energy measure cannot tell music from speech,
     so with it the phones stay and, without a transcript, the warning says so."""
     if activity.method != "silero":
