@@ -195,7 +195,8 @@ def align_speech(
             phones, method = acoustic_phones.estimate_phones(audio, config=config.acoustic), "acoustic"
 
     if phones is None and use_whisper:
-        phones, words, score, method, heard_text = _whisper_phones(audio, language, asr_model, config, warnings)
+        phones, words, score, method, heard_text = _whisper_phones(audio, language, asr_model, config,
+                                                                   activity.speech_s, warnings)
         report(2, 3)
 
     if phones is None:
@@ -234,10 +235,11 @@ def align_speech(
 
 
 def _whisper_phones(audio: AudioClip, language: str, asr_model: Optional[str], config: AlignerConfig,
-                    warnings: list[str]):
-    """Whisper's words, forced-aligned: (phones, words, score, method, recognised text); phones is None
-    when the words cannot be used (nothing heard, mostly low-confidence, or a language the aligner lacks),
-    after saying why in `warnings`, and the next way is taken."""
+                    speech_s: float, warnings: list[str]):
+    """Whisper's words, forced-aligned: (phones, words, score, method, recognised text). Nothing heard:
+    the rest track; words the model could not make out (see UNSURE_SHARE): the acoustic estimate; words
+    the aligner cannot pronounce: phones None, and pocketsphinx's search is tried next. Each says why in
+    `warnings`. speech_s: seconds of voice in the clip (voice_activity)."""
     heard = whisper_asr.transcribe(audio, model_path=asr_model, language=language, input_name="asr_model")
     warnings.extend(heard.notes)
     if not heard.words:
@@ -252,7 +254,6 @@ def _whisper_phones(audio: AudioClip, language: str, asr_model: Optional[str], c
         warnings.append(f"recognition: Whisper's words could not be aligned ({exc}); used pocketsphinx instead.")
         return None, [], None, "", heard.text
     low_share = len(heard.low_confidence_words) / len(heard.words)
-    speech_s = acoustic_phones.speech_activity(audio, config=config.acoustic) * audio.duration_s
     too_few = len(heard.words) < MIN_WORDS_PER_SPEECH_S * speech_s
     if too_few or (low_share >= UNSURE_SHARE and forced_align.transcript_mismatch(alignment)):
         # speech in another language than the model's (an English model writes a few English-sounding
@@ -302,7 +303,7 @@ def _align_by_chunk(audio: AudioClip, heard: "whisper_asr.Transcription", langua
         a, b = int(round(start_s * rate)), int(round(end_s * rate))
         piece = AudioClip(audio.samples[:, a:b], rate)
         if not forced_align._tokens(text) or piece.duration_s < forced_align.MIN_AUDIO_S:
-            part_phones, part_words, part = [PhonemeTiming(SILENCE, 0.0, piece.duration_s)], [], None
+            part_phones, part_words = [PhonemeTiming(SILENCE, 0.0, piece.duration_s)], []
         else:
             part = forced_align.align(piece, text, language=language)
             part_phones, part_words = part.phones, part.words
@@ -312,12 +313,8 @@ def _align_by_chunk(audio: AudioClip, heard: "whisper_asr.Transcription", langua
             scored_s += piece.duration_s
             if forced_align.transcript_mismatch(part):
                 mismatched_s += piece.duration_s
-        for phone in part_phones:
-            shifted = PhonemeTiming(phone.phoneme, round(phone.start_s + start_s, 4), round(phone.end_s + start_s, 4))
-            if phones and shifted.phoneme == SILENCE and phones[-1].phoneme == SILENCE:
-                phones[-1] = PhonemeTiming(SILENCE, phones[-1].start_s, shifted.end_s)
-            else:
-                phones.append(shifted)
+        for phone in part_phones:   # silences meeting at a part boundary become one
+            forced_align._push(phones, phone.phoneme, phone.start_s + start_s, phone.end_s + start_s)
         words.extend(type(w)(w.word, round(w.start_s + start_s, 4), round(w.end_s + start_s, 4)) for w in part_words)
     score = weighted_score / scored_s if scored_s else 0.0
     if scored_s and mismatched_s > 0.5 * scored_s:
